@@ -1,0 +1,162 @@
+//! One watcher, once: fetch -> extract -> diff -> commit. Shared by `run`, `once` and `test`.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::config::Watcher;
+use crate::diff::{Diff, Event, diff};
+use crate::extract::{ExtractError, Values, extract};
+use crate::fetch::{FetchError, Fetcher, Request};
+use crate::store::{Delivery, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("extraction failed: {0}")]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a committed check did.
+#[derive(Debug)]
+pub enum Outcome {
+    Baseline,
+    Unchanged,
+    Changed {
+        fields: Vec<String>,
+        event_id: String,
+    },
+    Failed(CheckError),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Baseline => "baseline",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Changed { .. } => "changed",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Fetch and extract without touching state: what `test` shows.
+pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, CheckError> {
+    let request = Request {
+        url: &watcher.url,
+        timeout: watcher.timeout,
+        max_body: watcher.max_body,
+    };
+    let page = fetcher.fetch(&request).await?;
+    Ok(extract(&watcher.fields, &page.body)?)
+}
+
+/// Check a watcher and commit what it found: new values and, on a change, one event per
+/// target webhook in the same transaction. A failed check changes no values.
+pub async fn check(watcher: &Watcher, fetcher: &Fetcher, store: &Store) -> Outcome {
+    let started = Instant::now();
+    let outcome = match check_and_commit(watcher, fetcher, store).await {
+        Ok(outcome) => outcome,
+        Err(CheckError::Store(err)) => Outcome::Failed(CheckError::Store(err)),
+        Err(err) => match record_failure(watcher, store, &err).await {
+            Ok(()) => Outcome::Failed(err),
+            Err(store_err) => Outcome::Failed(CheckError::Store(store_err)),
+        },
+    };
+    log(watcher, &outcome, started.elapsed());
+    outcome
+}
+
+async fn check_and_commit(
+    watcher: &Watcher,
+    fetcher: &Fetcher,
+    store: &Store,
+) -> Result<Outcome, CheckError> {
+    let values = probe(watcher, fetcher).await?;
+    let now = Utc::now();
+    let mut state = store.watcher_state(&watcher.name)?;
+    let diff = diff(state.values.as_ref(), &values);
+    let mut deliveries = Vec::new();
+    let outcome = match diff {
+        Diff::Baseline => Outcome::Baseline,
+        Diff::Unchanged => Outcome::Unchanged,
+        Diff::Changed(changes) => {
+            state.seq += 1;
+            let fields = changes.keys().cloned().collect();
+            let event = Event::changed(
+                &watcher.name,
+                &watcher.url,
+                state.seq,
+                now,
+                changes,
+                values.clone(),
+            );
+            let payload = event.to_json();
+            deliveries = watcher
+                .webhooks
+                .iter()
+                .map(|webhook| Delivery {
+                    event_id: event.id.clone(),
+                    webhook: webhook.clone(),
+                    watcher: watcher.name.clone(),
+                    payload: payload.clone(),
+                    created_at: now,
+                    attempts: 0,
+                    next_attempt: now,
+                    last_error: None,
+                })
+                .collect();
+            Outcome::Changed {
+                fields,
+                event_id: event.id,
+            }
+        }
+    };
+    state.values = Some(values);
+    state.last_check = Some(now);
+    state.last_success = Some(now);
+    state.consecutive_failures = 0;
+    state.last_error = None;
+    store.commit(&watcher.name, &state, &deliveries).await?;
+    Ok(outcome)
+}
+
+async fn record_failure(
+    watcher: &Watcher,
+    store: &Store,
+    err: &CheckError,
+) -> Result<(), StoreError> {
+    let mut state = store.watcher_state(&watcher.name)?;
+    state.last_check = Some(Utc::now());
+    state.consecutive_failures += 1;
+    state.last_error = Some(err.to_string());
+    store.commit(&watcher.name, &state, &[]).await
+}
+
+fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {
+    let duration_ms = elapsed.as_millis() as u64;
+    let name = watcher.name.as_str();
+    match outcome {
+        Outcome::Changed { fields, event_id } => info!(
+            watcher = name,
+            outcome = outcome.label(),
+            duration_ms,
+            changed = %fields.join(","),
+            event_id = event_id.as_str(),
+            "check"
+        ),
+        Outcome::Failed(err) => {
+            warn!(watcher = name, outcome = outcome.label(), duration_ms, error = %err, "check")
+        }
+        _ => info!(
+            watcher = name,
+            outcome = outcome.label(),
+            duration_ms,
+            "check"
+        ),
+    }
+}

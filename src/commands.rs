@@ -1,0 +1,182 @@
+//! The one-shot commands: each loads what it needs, does its job, prints, and returns the
+//! process exit code.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+
+use crate::check::{Outcome, check, probe};
+use crate::config::{self, Config, Loaded, Watcher};
+use crate::deliver::Deliverer;
+use crate::fetch::Fetcher;
+use crate::store::Store;
+
+/// systemd's EX_CONFIG: a bad config must not restart-loop a service.
+pub const EXIT_CONFIG: u8 = 78;
+pub const EXIT_USAGE: u8 = 2;
+/// Checks in flight at once during `once` and `test`.
+const CONCURRENCY: usize = 16;
+
+/// Load a config, printing its warnings, or print every error and return the exit code.
+pub fn load_config(path: &Path, error_code: u8) -> Result<Config, ExitCode> {
+    match config::load(path) {
+        Ok(Loaded { config, warnings }) => {
+            for w in warnings {
+                eprintln!(
+                    "{}:{}:{}: warning: {}",
+                    w.file.display(),
+                    w.line,
+                    w.column,
+                    w.message
+                );
+            }
+            Ok(config)
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            Err(ExitCode::from(error_code))
+        }
+    }
+}
+
+/// `pagehook check`
+pub fn check_config(path: &Path) -> ExitCode {
+    match load_config(path, 1) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} watchers, {} webhooks)",
+                path.display(),
+                config.watchers.len(),
+                config.webhooks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// The named watchers, or all of them; an unknown name is a usage error.
+fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, ExitCode> {
+    if names.is_empty() {
+        return Ok(config.watchers.clone());
+    }
+    names
+        .iter()
+        .map(|name| {
+            config.watcher(name).cloned().ok_or_else(|| {
+                let known: Vec<&str> = config.watchers.iter().map(|w| w.name.as_str()).collect();
+                eprintln!(
+                    "unknown watcher `{name}`; the config has: {}",
+                    known.join(", ")
+                );
+                ExitCode::from(EXIT_USAGE)
+            })
+        })
+        .collect()
+}
+
+/// `pagehook once [WATCHER...]`
+pub async fn once(path: &Path, names: &[String]) -> ExitCode {
+    let config = match load_config(path, EXIT_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let watchers = match select(&config, names) {
+        Ok(watchers) => watchers,
+        Err(code) => return code,
+    };
+    let result = async {
+        let store = Store::open(&config.state_dir)?;
+        let fetcher = Fetcher::new()?;
+        let outcomes: Vec<Outcome> = stream::iter(&watchers)
+            .map(|w| check(w, &fetcher, &store))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let pass = Deliverer::new(store.clone(), config.webhooks.clone())?
+            .deliver_due()
+            .await;
+        let queued = store.pending()?.len();
+        store.flush().await?;
+        anyhow::Ok((outcomes, pass, queued))
+    };
+    let (outcomes, pass, queued) = match result.await {
+        Ok(done) => done,
+        Err(err) => {
+            eprintln!("pagehook once: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
+    println!(
+        "checked {}: {} changed, {} unchanged, {} baseline, {} failed; delivered {}, {} queued for retry",
+        outcomes.len(),
+        count("changed"),
+        count("unchanged"),
+        count("baseline"),
+        count("failed"),
+        pass.delivered,
+        queued
+    );
+    if count("failed") > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `pagehook test [WATCHER...] [--json]`
+pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let watchers = match select(&config, names) {
+        Ok(watchers) => watchers,
+        Err(code) => return code,
+    };
+    let fetcher = match Fetcher::new() {
+        Ok(fetcher) => fetcher,
+        Err(err) => {
+            eprintln!("pagehook test: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Print in config order, each as soon as it and those before it are done.
+    let mut results = stream::iter(&watchers)
+        .map(|w| {
+            let fetcher = &fetcher;
+            async move { (w, probe(w, fetcher).await) }
+        })
+        .buffered(CONCURRENCY);
+    let mut failed = false;
+    while let Some((watcher, result)) = results.next().await {
+        failed |= result.is_err();
+        let name = watcher.name.as_str();
+        if as_json {
+            let line = match &result {
+                Ok(values) => json!({"watcher": name, "ok": true, "values": values}),
+                Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
+            };
+            println!("{line}");
+            continue;
+        }
+        match result {
+            Ok(values) => {
+                println!("{name}: ok");
+                for (field, value) in values {
+                    println!("  {field} = {value}");
+                }
+            }
+            Err(err) => println!("{name}: FAILED: {err}"),
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,17 @@
+//! pagehook: watch web pages and JSON APIs, send a signed webhook when a tracked value changes.
+//!
+//! The stages (`schedule`, `fetch`, `extract`, `diff`, `sign`) know nothing of each other's
+//! internals or of the daemon; `check` composes them; `daemon` and `commands` compose `check`,
+//! `deliver` and `store`.
+
+pub mod check;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod deliver;
+pub mod diff;
+pub mod extract;
+pub mod fetch;
+pub mod schedule;
+pub mod sign;
+pub mod store;

@@ -1,0 +1,94 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use pagehook::commands::{self, EXIT_CONFIG};
+use pagehook::daemon;
+
+/// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
+#[derive(Parser)]
+#[command(name = "pagehook", version, propagate_version = true)]
+struct Cli {
+    /// The watchers file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PAGEHOOK_CONFIG",
+        default_value = "watchers.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: check on schedule and deliver webhooks until SIGTERM or SIGINT.
+    #[command(after_help = "Example:\n  pagehook -c /etc/pagehook/watchers.toml run")]
+    Run,
+    /// Check all (or the named) watchers once, commit, deliver what is due, and exit.
+    #[command(after_help = "Example:\n  pagehook once acme-widget")]
+    Once {
+        /// Watchers to check (default: all).
+        watchers: Vec<String>,
+    },
+    /// Validate the config; print every problem as FILE:LINE:COL: message.
+    #[command(after_help = "Example:\n  pagehook check -c watchers.toml")]
+    Check,
+    /// Fetch and extract now and print the values; touches no state, sends nothing.
+    #[command(after_help = "Example:\n  pagehook test acme-widget --json")]
+    Test {
+        /// Watchers to test (default: all).
+        watchers: Vec<String>,
+        /// One JSON object per watcher per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Check | Command::Test { .. });
+    init_tracing(if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("pagehook: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run => run(cli.config).await,
+            Command::Once { watchers } => commands::once(&cli.config, &watchers).await,
+            Command::Check => commands::check_config(&cli.config),
+            Command::Test { watchers, json } => commands::test(&cli.config, &watchers, json).await,
+        }
+    })
+}
+
+async fn run(path: PathBuf) -> ExitCode {
+    let config = match commands::load_config(&path, EXIT_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let shutdown = daemon::shutdown_on_signals();
+    match daemon::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pagehook run: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
