@@ -322,11 +322,15 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
-        let state_dir = raw
-            .daemon
-            .state_dir
-            .or_else(|| self.env.var("STATE_DIRECTORY").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        // An explicit relative state_dir belongs to the config file, like secret_file does;
+        // the fallback is where the user runs pagehook.
+        let state_dir = match raw.daemon.state_dir {
+            Some(dir) => self.beside_config(&dir),
+            None => self
+                .env
+                .var("STATE_DIRECTORY")
+                .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+        };
 
         let mut webhooks = BTreeMap::new();
         for (name, hook) in raw.webhooks {
@@ -408,8 +412,16 @@ impl Validator<'_> {
         let span = raw.span();
         let raw = raw.into_inner();
         let url = self.http_url(&raw.url);
-        let secrets = self.secrets(name, span, &raw);
-        let retry = match raw.retry {
+        let secrets = self.secrets(name, span.clone(), &raw);
+        let retry = match &raw.retry {
+            Some(list) if list.is_empty() => {
+                // Until dead letters exist, an event with no retries would have nowhere to go.
+                self.error(
+                    span.clone(),
+                    format!("webhook `{name}`: `retry` needs at least one delay"),
+                );
+                Vec::new()
+            }
             Some(list) => list.iter().filter_map(|d| self.duration(d)).collect(),
             None => DEFAULT_RETRY.to_vec(),
         };

@@ -223,7 +223,7 @@ impl Deliverer {
                 "timed out after {}",
                 humantime::format_duration(hook.timeout)
             ),
-            Err(err) => error_chain(&err),
+            Err(err) => error_chain(&err.without_url()),
         };
         let delay = retry_delay(&hook.retry, delivery.attempts);
         delivery.next_attempt = Utc::now() + delay;

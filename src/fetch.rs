@@ -41,7 +41,8 @@ impl FetchError {
         if err.is_timeout() {
             FetchError::Timeout(timeout)
         } else {
-            FetchError::Transport(error_chain(&err))
+            // The URL is the watcher's own and already in every log line about it.
+            FetchError::Transport(error_chain(&err.without_url()))
         }
     }
 }

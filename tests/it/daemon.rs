@@ -1,0 +1,103 @@
+//! The daemon: in-process for restarts, the real binary for signals.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::fixtures::*;
+
+async fn start(
+    setup: &Setup,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let config = pagehook::config::load(&setup.config()).unwrap().config;
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(pagehook::daemon::run(config, token.clone()));
+    (token, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/widget", product("Widget", "$10.00", 5));
+    // jitter 0 keeps the watcher on whole seconds, so the test waits at most ~1 s per check.
+    let watcher = widget_watcher(&shop, "w", "/widget", "every 1s") + "jitter = \"0s\"\n";
+    let setup = Setup::new(&receiver, r#"["300ms"]"#, &watcher);
+    receiver.answer(503);
+
+    let (stop, daemon) = start(&setup).await;
+    // Once the shop has served the page, the baseline holds the old price whatever happens next.
+    shop.wait_for_hits(1).await;
+    shop.set("/widget", product("Widget", "$7.50", 5));
+    let failed = receiver.wait_for(1).await;
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+
+    let attempts_before_restart = receiver.requests().len();
+    assert!(receiver.requests().iter().all(|r| r.status == 503));
+
+    receiver.answer(200);
+    let (stop, daemon) = start(&setup).await;
+    let requests = receiver
+        .wait_until(|r| r.iter().any(|r| r.status == 200))
+        .await;
+    let delivered = &requests[attempts_before_restart];
+    assert_eq!(delivered.status, 200);
+    assert_eq!(
+        delivered.header("webhook-id"),
+        failed[0].header("webhook-id")
+    );
+    assert_eq!(delivered.body, failed[0].body);
+    assert_eq!(delivered.json()["data"]["changes"]["price"]["new"], "$7.50");
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+
+    let store = pagehook::store::Store::open(&setup.state_dir()).unwrap();
+    assert!(
+        store.pending().unwrap().is_empty(),
+        "the outbox is empty once delivered"
+    );
+    assert_eq!(
+        receiver.requests().len(),
+        attempts_before_restart + 1,
+        "delivered once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_daemon_cleanly() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/widget", product("Widget", "$10.00", 5));
+    let setup = Setup::new(
+        &receiver,
+        r#"["5s"]"#,
+        &widget_watcher(&shop, "w", "/widget", "every 1h"),
+    );
+    let mut child = tokio::process::Command::new(binary())
+        .arg("-c")
+        .arg(setup.config())
+        .arg("run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watcher that never ran is overdue: the daemon checks it at once.
+    let pid = child.id().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !setup.state_dir().join("db").exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the daemon exits within the drain bound")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let out = pagehook(&setup.config(), &["once"]).await;
+    assert_eq!(out.code, 0, "the store is released after SIGTERM: {out:?}");
+}

@@ -1,0 +1,7 @@
+//! One integration-test binary: the real `pagehook` binary and daemon against loopback
+//! fixtures.
+
+mod cli;
+mod daemon;
+mod fixtures;
+mod pipeline;
