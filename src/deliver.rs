@@ -136,7 +136,14 @@ impl Deliverer {
     }
 
     fn dispatch_due(&self, attempts: &mut JoinSet<Attempt>) {
-        let due = match self.inner.store.due(Utc::now()) {
+        let in_flight = |key: &OutboxKey| {
+            self.inner
+                .in_flight
+                .lock()
+                .expect("in-flight set")
+                .contains(key)
+        };
+        let due = match self.inner.store.due(Utc::now(), in_flight) {
             Ok(due) => due,
             Err(err) => {
                 error!(error = %err, "cannot read the outbox");

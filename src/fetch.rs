@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use url::Url;
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
@@ -20,7 +19,6 @@ pub struct Request<'a> {
 pub struct Page {
     /// Where the page ended up after redirects.
     pub url: Url,
-    pub status: StatusCode,
     pub body: String,
 }
 
@@ -29,7 +27,7 @@ pub enum FetchError {
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("HTTP {0}")]
-    Status(StatusCode),
+    Status(reqwest::StatusCode),
     #[error("body is larger than the {0}-byte limit (max_body_size)")]
     TooLarge(u64),
     #[error("{0}")]
@@ -115,7 +113,6 @@ impl Fetcher {
         }
         Ok(Page {
             url,
-            status,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }

@@ -70,6 +70,8 @@ impl OutboxKey {
     }
 }
 
+const MILLI: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
+
 fn due_prefix(at: DateTime<Utc>) -> [u8; 8] {
     (at.timestamp_millis().max(0) as u64).to_be_bytes()
 }
@@ -139,23 +141,31 @@ impl Store {
         Ok(())
     }
 
-    /// Outbox entries due at `now`, oldest first.
-    pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<(OutboxKey, Delivery)>, StoreError> {
-        let end = (now.timestamp_millis().max(0) as u64 + 1).to_be_bytes();
-        self.outbox
-            .range(..end.as_slice())
-            .map(|entry| {
-                let (key, value) = entry?;
-                Ok((OutboxKey(key.to_vec()), serde_json::from_slice(&value)?))
-            })
-            .collect()
+    /// Outbox entries due at `now`, oldest first, leaving out (undecoded) those `skip` names.
+    pub fn due(
+        &self,
+        now: DateTime<Utc>,
+        skip: impl Fn(&OutboxKey) -> bool,
+    ) -> Result<Vec<(OutboxKey, Delivery)>, StoreError> {
+        let mut due = Vec::new();
+        for entry in self.outbox.range(..due_prefix(now + MILLI).as_slice()) {
+            let (key, value) = entry?;
+            let key = OutboxKey(key.to_vec());
+            if !skip(&key) {
+                due.push((key, serde_json::from_slice(&value)?));
+            }
+        }
+        Ok(due)
     }
 
     /// When the first entry not yet due at `now` falls due. Entries already due are either in
     /// flight or about to be, so they do not set the next wake-up.
     pub fn next_due_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let start = (now.timestamp_millis().max(0) as u64 + 1).to_be_bytes();
-        let Some(entry) = self.outbox.range(start.as_slice()..).next() else {
+        let Some(entry) = self
+            .outbox
+            .range(due_prefix(now + MILLI).as_slice()..)
+            .next()
+        else {
             return Ok(None);
         };
         let (key, _) = entry?;
@@ -239,7 +249,7 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.watcher_state("w").unwrap(), state);
-        assert_eq!(store.due(now).unwrap().len(), 1);
+        assert_eq!(store.due(now, |_| false).unwrap().len(), 1);
         assert_eq!(
             store.watcher_state("other").unwrap(),
             WatcherState::default()
@@ -263,9 +273,12 @@ mod tests {
             .await
             .unwrap();
 
-        let due = store.due(now).unwrap();
+        let due = store.due(now, |_| false).unwrap();
         let ids: Vec<&str> = due.iter().map(|(_, d)| d.event_id.as_str()).collect();
         assert_eq!(ids, ["evt_a", "evt_b"]);
+        let not_first = store.due(now, |key| *key == due[0].0).unwrap();
+        assert_eq!(not_first.len(), 1, "skipped entries are left out");
+        assert_eq!(not_first[0].1.event_id, "evt_b");
         let next = store
             .next_due_after(now)
             .unwrap()
@@ -276,12 +289,12 @@ mod tests {
         first.attempts = 1;
         first.next_attempt = later;
         store.reschedule(&key, &first).unwrap();
-        assert_eq!(store.due(now).unwrap().len(), 1);
+        assert_eq!(store.due(now, |_| false).unwrap().len(), 1);
         assert_eq!(store.pending().unwrap().len(), 3);
 
-        let (key, _) = &store.due(now).unwrap()[0];
+        let (key, _) = &store.due(now, |_| false).unwrap()[0];
         store.delivered(key).unwrap();
-        assert!(store.due(now).unwrap().is_empty());
+        assert!(store.due(now, |_| false).unwrap().is_empty());
         assert_eq!(store.pending().unwrap().len(), 2);
     }
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use pagehook::store::{Store, WatcherState};
+
 use crate::fixtures::*;
 
 async fn start(
@@ -29,7 +31,7 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
 
     let (stop, daemon) = start(&setup).await;
     // Once the shop has served the page, the baseline holds the old price whatever happens next.
-    shop.wait_for_hits(1).await;
+    shop.wait_for_hits("/widget", 1).await;
     shop.set("/widget", product("Widget", "$7.50", 5));
     let failed = receiver.wait_for(1).await;
     stop.cancel();
@@ -54,7 +56,7 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
 
-    let store = pagehook::store::Store::open(&setup.state_dir()).unwrap();
+    let store = Store::open(&setup.state_dir()).unwrap();
     assert!(
         store.pending().unwrap().is_empty(),
         "the outbox is empty once delivered"
@@ -63,6 +65,48 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
         receiver.requests().len(),
         attempts_before_restart + 1,
         "delivered once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_downtime_an_overdue_watcher_runs_once_and_a_current_one_waits_its_turn() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/stale", product("Stale", "$1.00", 1));
+    shop.set("/fresh", product("Fresh", "$1.00", 1));
+    let watchers = widget_watcher(&shop, "stale", "/stale", "every 1h")
+        + "jitter = \"0s\"\n"
+        + &widget_watcher(&shop, "fresh", "/fresh", "every 1h")
+        + "jitter = \"0s\"\n";
+    let setup = Setup::new(&receiver, r#"["5s"]"#, &watchers);
+    {
+        // "stale" last ran three slots ago; "fresh" ran after the latest slot.
+        let store = Store::open(&setup.state_dir()).unwrap();
+        let now = chrono::Utc::now();
+        for (name, last) in [("stale", now - chrono::TimeDelta::hours(3)), ("fresh", now)] {
+            let state = WatcherState {
+                last_check: Some(last),
+                ..Default::default()
+            };
+            store.commit(name, &state, &[]).await.unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+
+    let (stop, daemon) = start(&setup).await;
+    shop.wait_for_hits("/stale", 1).await;
+    // Give a wrongly scheduled second run (or a run of "fresh") the time it would need to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+    assert_eq!(
+        shop.hits("/stale"),
+        1,
+        "three missed slots cost one run, not three"
+    );
+    assert_eq!(
+        shop.hits("/fresh"),
+        0,
+        "a watcher that is not overdue waits for its next slot"
     );
 }
 

@@ -26,7 +26,7 @@ async fn serve(router: Router) -> SocketAddr {
 #[derive(Default)]
 struct Pages {
     pages: Mutex<HashMap<String, (u16, String)>>,
-    hits: Mutex<usize>,
+    hits: Mutex<HashMap<String, usize>>,
     served: Notify,
 }
 
@@ -43,7 +43,12 @@ impl Shop {
         let router =
             Router::new().fallback(|State(state): State<Arc<Pages>>, uri: Uri| async move {
                 let page = state.pages.lock().unwrap().get(uri.path()).cloned();
-                *state.hits.lock().unwrap() += 1;
+                *state
+                    .hits
+                    .lock()
+                    .unwrap()
+                    .entry(uri.path().to_owned())
+                    .or_default() += 1;
                 state.served.notify_waiters();
                 let (status, body) = page.unwrap_or((404, "not found".into()));
                 let headers = [("content-type", "text/html; charset=utf-8")];
@@ -53,12 +58,23 @@ impl Shop {
         Shop { addr, state }
     }
 
-    /// Wait until the shop has answered `n` requests; panic after 10 s.
-    pub async fn wait_for_hits(&self, n: usize) {
+    /// How many requests for `path` the shop has answered.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Wait until the shop has answered `n` requests for `path`; panic after 10 s.
+    pub async fn wait_for_hits(&self, path: &str, n: usize) {
         let wait = async {
             loop {
                 let served = self.state.served.notified();
-                if *self.state.hits.lock().unwrap() >= n {
+                if self.hits(path) >= n {
                     return;
                 }
                 served.await;
@@ -66,7 +82,7 @@ impl Shop {
         };
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
-            .unwrap_or_else(|_| panic!("expected {n} page requests"));
+            .unwrap_or_else(|_| panic!("expected {n} requests for {path}"));
     }
 
     pub fn url(&self, path: &str) -> String {
