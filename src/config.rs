@@ -332,14 +332,18 @@ impl Validator<'_> {
                 .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
         };
 
+        // Watchers are checked against every declared webhook, valid or not, so one bad
+        // webhook is reported once, not again at each watcher that uses it.
+        let mut declared = BTreeMap::new();
         let mut webhooks = BTreeMap::new();
         for (name, hook) in raw.webhooks {
             let span = name.span();
             let name = name.into_inner();
             self.check_name(&span, "webhook", &name);
             if let Some(hook) = self.webhook(&name, hook) {
-                webhooks.insert(name, Arc::new(hook));
+                webhooks.insert(name.clone(), Arc::new(hook));
             }
+            declared.insert(name, span);
         }
 
         let defaults = match raw.defaults {
@@ -367,15 +371,14 @@ impl Validator<'_> {
                 let msg = format!("duplicate watcher name `{}`", name.get_ref());
                 self.error(name.span(), msg);
             }
-            if let Some(w) = self.watcher(span, raw, &webhooks) {
+            if let Some(w) = self.watcher(span, raw, &declared) {
                 used.extend(w.webhooks.iter().cloned());
                 watchers.push(Arc::new(w));
             }
         }
-        for name in webhooks.keys().filter(|n| !used.contains(*n)) {
-            let at = self.text.find(&format!("webhooks.{name}")).unwrap_or(0);
+        for (name, span) in declared.iter().filter(|(n, _)| !used.contains(*n)) {
             self.warn(
-                at..at,
+                span.clone(),
                 format!("webhook `{name}` is not used by any watcher"),
             );
         }
@@ -536,7 +539,7 @@ impl Validator<'_> {
         &mut self,
         span: Range<usize>,
         raw: RawWatcher,
-        webhooks: &BTreeMap<String, Arc<Webhook>>,
+        webhooks: &BTreeMap<String, Range<usize>>,
     ) -> Option<Watcher> {
         let name = match &raw.name {
             Some(n) => self
@@ -629,7 +632,7 @@ impl Validator<'_> {
         &mut self,
         span: Range<usize>,
         named: Option<&Spanned<OneOrMany>>,
-        webhooks: &BTreeMap<String, Arc<Webhook>>,
+        webhooks: &BTreeMap<String, Range<usize>>,
     ) -> Option<Vec<String>> {
         let Some(named) = named else {
             // With a single endpoint there is only one sensible target.
@@ -934,7 +937,7 @@ fields.title = { css = "h1", regex = "(" }
 [[watchers]]
 name = "dup"
 url = "https://shop.example/2"
-webhook = "c"
+webhook = "b"
 "#;
         let errs = errors(text);
         let expect = [
@@ -944,7 +947,7 @@ webhook = "c"
             "watchers.toml:14:8: invalid watcher name `Bad Name`",
             "watchers.toml:15:7: invalid URL `not a url`",
             "watchers.toml:16:12: invalid cron expression \"*/5 * * *\"",
-            "watchers.toml:17:11: unknown webhook `nope` (defined: c)",
+            "watchers.toml:17:11: unknown webhook `nope` (defined: a, b, c)",
             "watchers.toml:18:24: invalid CSS selector `span[`: Unexpected EOL",
             "watchers.toml:24:38: invalid regex: unclosed group",
             "watchers.toml:27:8: duplicate watcher name `dup`",
@@ -1010,7 +1013,7 @@ webhook = "c"
             "{warnings:?}"
         );
         assert!(
-            warnings[1].starts_with("watchers.toml:4:2: webhook `unused` is not used"),
+            warnings[1].starts_with("watchers.toml:4:11: webhook `unused` is not used"),
             "{warnings:?}"
         );
     }
