@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -27,6 +27,7 @@ async fn serve(router: Router) -> SocketAddr {
 struct Pages {
     pages: Mutex<HashMap<String, (u16, String)>>,
     hits: Mutex<HashMap<String, usize>>,
+    last_headers: Mutex<HeaderMap>,
     served: Notify,
 }
 
@@ -54,8 +55,24 @@ impl Shop {
                 let headers = [("content-type", "text/html; charset=utf-8")];
                 (StatusCode::from_u16(status).unwrap(), headers, body)
             });
+        // Real shops compress; pagehook must ask for it and decode it. Request headers are
+        // recorded outside the compression layer, which consumes Accept-Encoding.
+        let recorder = state.clone();
+        let router = router
+            .layer(tower_http::compression::CompressionLayer::new())
+            .layer(axum::middleware::map_request(move |request: Request| {
+                *recorder.last_headers.lock().unwrap() = request.headers().clone();
+                std::future::ready(Ok::<_, StatusCode>(request))
+            }));
         let addr = serve(router.with_state(state.clone())).await;
         Shop { addr, state }
+    }
+
+    /// A header of the latest page request.
+    pub fn last_request_header(&self, name: &str) -> String {
+        let headers = self.state.last_headers.lock().unwrap();
+        let value = headers.get(name).and_then(|v| v.to_str().ok());
+        value.unwrap_or_default().to_owned()
     }
 
     /// How many requests for `path` the shop has answered.

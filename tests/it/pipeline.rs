@@ -31,6 +31,15 @@ async fn baseline_is_silent_and_one_change_sends_one_signed_event() {
 
     let first = setup.pagehook(&["once"]).await;
     assert_eq!(first.code, 0, "{first:?}");
+    let accepted = shop.last_request_header("accept-encoding");
+    assert!(
+        accepted.contains("gzip") && accepted.contains("br"),
+        "{accepted}"
+    );
+    assert!(
+        shop.last_request_header("user-agent")
+            .starts_with("pagehook/")
+    );
     assert!(first.stdout.contains("1 baseline"), "{first:?}");
     let unchanged = setup.pagehook(&["once"]).await;
     assert!(unchanged.stdout.contains("1 unchanged"), "{unchanged:?}");
