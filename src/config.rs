@@ -37,7 +37,6 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub path: PathBuf,
     pub state_dir: PathBuf,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
@@ -387,7 +386,6 @@ impl Validator<'_> {
         }
 
         Config {
-            path: self.file.to_owned(),
             state_dir,
             webhooks,
             watchers,
