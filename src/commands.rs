@@ -24,14 +24,8 @@ const CONCURRENCY: usize = 16;
 pub fn load_config(path: &Path, error_code: u8) -> Result<Config, ExitCode> {
     match config::load(path) {
         Ok(Loaded { config, warnings }) => {
-            for w in warnings {
-                eprintln!(
-                    "{}:{}:{}: warning: {}",
-                    w.file.display(),
-                    w.line,
-                    w.column,
-                    w.message
-                );
+            for warning in warnings {
+                eprintln!("{}", warning.as_warning());
             }
             Ok(config)
         }
@@ -96,14 +90,14 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let pass = Deliverer::new(store.clone(), config.webhooks.clone())?
+        let delivered = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
         let queued = store.pending()?.len();
         store.flush().await?;
-        anyhow::Ok((outcomes, pass, queued))
+        anyhow::Ok((outcomes, delivered, queued))
     };
-    let (outcomes, pass, queued) = match result.await {
+    let (outcomes, delivered, queued) = match result.await {
         Ok(done) => done,
         Err(err) => {
             eprintln!("pagehook once: {err:#}");
@@ -118,7 +112,7 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         count("unchanged"),
         count("baseline"),
         count("failed"),
-        pass.delivered,
+        delivered,
         queued
     );
     if count("failed") > 0 {

@@ -105,6 +105,14 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The same place and message, marked as a warning: legal, but probably not meant.
+    pub fn as_warning(&self) -> String {
+        let (file, line, column) = (self.file.display(), self.line, self.column);
+        format!("{file}:{line}:{column}: warning: {}", self.message)
+    }
+}
+
 /// Every error found in a config file (warnings travel separately, on success).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
