@@ -107,7 +107,7 @@ async fn check_and_commit(
                     created_at: now,
                     attempts: 0,
                     next_attempt: now,
-                    last_error: None,
+                    history: Vec::new(),
                 })
                 .collect();
             Outcome::Changed {

@@ -90,14 +90,14 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let delivered = Deliverer::new(store.clone(), config.webhooks.clone())?
+        let tally = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
-        let queued = store.pending()?.len();
+        let queued = store.pending_count();
         store.flush().await?;
-        anyhow::Ok((outcomes, delivered, queued))
+        anyhow::Ok((outcomes, tally, queued))
     };
-    let (outcomes, delivered, queued) = match result.await {
+    let (outcomes, tally, queued) = match result.await {
         Ok(done) => done,
         Err(err) => {
             eprintln!("pagehook once: {err:#}");
@@ -106,14 +106,15 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     };
     let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
     println!(
-        "checked {}: {} changed, {} unchanged, {} baseline, {} failed; delivered {}, {} queued for retry",
+        "checked {}: {} changed, {} unchanged, {} baseline, {} failed; delivered {}, {} queued, {} dead",
         outcomes.len(),
         count("changed"),
         count("unchanged"),
         count("baseline"),
         count("failed"),
-        delivered,
-        queued
+        tally.delivered,
+        queued,
+        tally.dead,
     );
     if count("failed") > 0 {
         ExitCode::FAILURE

@@ -32,6 +32,8 @@ pub const DEFAULT_RETRY: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
 ];
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 4;
+const MAX_WEBHOOK_CONCURRENCY: usize = 256;
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
 
 /// A loaded, validated configuration.
@@ -53,6 +55,8 @@ pub struct Webhook {
     pub retry: Vec<Duration>,
     pub headers: HeaderMap,
     pub timeout: Duration,
+    /// Attempts in flight at once to this endpoint.
+    pub concurrency: usize,
 }
 
 impl fmt::Debug for Webhook {
@@ -65,6 +69,7 @@ impl fmt::Debug for Webhook {
             .field("retry", &self.retry)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -231,6 +236,7 @@ struct RawWebhook {
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 /// A watcher as written, and also `[defaults]`: every key is optional so that a watcher's
@@ -423,14 +429,6 @@ impl Validator<'_> {
         let url = self.http_url(&raw.url);
         let secrets = self.secrets(name, span.clone(), &raw);
         let retry = match &raw.retry {
-            Some(list) if list.is_empty() => {
-                // Until dead letters exist, an event with no retries would have nowhere to go.
-                self.error(
-                    span.clone(),
-                    format!("webhook `{name}`: `retry` needs at least one delay"),
-                );
-                Vec::new()
-            }
             Some(list) => list.iter().filter_map(|d| self.duration(d)).collect(),
             None => DEFAULT_RETRY.to_vec(),
         };
@@ -439,6 +437,19 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|t| self.duration(t))
             .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+        let concurrency = match &raw.concurrency {
+            None => DEFAULT_WEBHOOK_CONCURRENCY,
+            Some(n) if (1..=MAX_WEBHOOK_CONCURRENCY as i64).contains(n.get_ref()) => {
+                *n.get_ref() as usize
+            }
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    format!("`concurrency` must be between 1 and {MAX_WEBHOOK_CONCURRENCY}"),
+                );
+                DEFAULT_WEBHOOK_CONCURRENCY
+            }
+        };
         let mut headers = HeaderMap::new();
         for (key, value) in &raw.headers {
             let name = HeaderName::from_bytes(key.as_bytes());
@@ -461,6 +472,7 @@ impl Validator<'_> {
             retry,
             headers,
             timeout,
+            concurrency,
         })
     }
 

@@ -1,13 +1,19 @@
-//! The outbox worker: sign, POST, classify the answer, back off. An entry leaves the outbox
-//! only after a 2xx.
+//! The outbox worker: sign, POST, classify the answer, back off, dead-letter. An entry leaves
+//! the outbox only after a 2xx, or for the dead letters after its last attempt.
+//!
+//! Each webhook has its own lane with its own concurrency limit, so a slow or dead endpoint
+//! only ever holds up its own deliveries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use reqwest::header::CONTENT_TYPE;
-use tokio::sync::{Notify, Semaphore};
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, stream};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -15,27 +21,112 @@ use tracing::{error, info, warn};
 use crate::config::Webhook;
 use crate::fetch::{USER_AGENT, error_chain};
 use crate::sign::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
-use crate::store::{Delivery, OutboxKey, Store};
+use crate::store::{AttemptRecord, DeadLetter, Delivery, EndpointFailure, OutboxKey, Store};
 
-/// Attempts in flight at once, across all endpoints.
-const MAX_IN_FLIGHT: usize = 32;
-/// How long an entry for a webhook that left the config waits before it is looked at again.
-const ORPHAN_RECHECK: Duration = Duration::from_secs(3600);
+/// How far each retry delay is spread, either way, so events that failed together do not all
+/// come back at the same instant.
+const JITTER: f64 = 0.2;
+/// A `Retry-After` longer than this is taken as this: an endpoint cannot park an event for
+/// weeks.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How much of a failed response's body is kept for the dead letter.
+const SNIPPET_BYTES: usize = 512;
+/// How many attempts a delivery remembers.
+const HISTORY: usize = 32;
 
-/// The delay before the next attempt after `attempts` failures: the webhook's retry list,
-/// whose last entry repeats once the list is exhausted, so an event is never dropped.
-pub fn retry_delay(schedule: &[Duration], attempts: u32) -> Duration {
-    let index = (attempts.max(1) as usize - 1).min(schedule.len().saturating_sub(1));
-    schedule
-        .get(index)
-        .copied()
-        .unwrap_or(Duration::from_secs(5))
+pub type Webhooks = BTreeMap<String, Arc<Webhook>>;
+
+/// What an endpoint's answer means for the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again later. `misconfigured` marks answers that retrying rarely fixes (a 404, a
+    /// redirect), which are logged louder.
+    Retry {
+        reason: String,
+        misconfigured: bool,
+    },
+    /// The endpoint asked not to be sent this event again.
+    Stop {
+        reason: String,
+    },
 }
 
+/// The Standard Webhooks spec's reading of a status: only 2xx delivers, redirects are not
+/// followed, 410 Gone stops, and everything else is worth another try.
+pub fn classify(status: StatusCode) -> Verdict {
+    let code = status.as_u16();
+    match code {
+        200..=299 => Verdict::Delivered,
+        410 => Verdict::Stop {
+            reason: "the endpoint answered 410 Gone".into(),
+        },
+        300..=399 => Verdict::Retry {
+            reason: format!("HTTP {status}: redirects are not followed; configure the final URL"),
+            misconfigured: true,
+        },
+        408 | 429 | 500..=599 => Verdict::Retry {
+            reason: format!("HTTP {status}"),
+            misconfigured: false,
+        },
+        _ => Verdict::Retry {
+            reason: format!("HTTP {status}: check the webhook's URL, secret and headers"),
+            misconfigured: true,
+        },
+    }
+}
+
+/// A `Retry-After` value, in seconds or as an HTTP date, as a delay from `now`.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+}
+
+/// The delay before the next attempt after `attempts` have failed, or None when the retry
+/// schedule is spent. `jitter` in [-1, 1] spreads the scheduled delay by up to ±20 %; an
+/// endpoint's own `Retry-After` is honoured as given (up to a day).
+pub fn next_delay(
+    schedule: &[Duration],
+    attempts: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    let scheduled = *schedule.get((attempts as usize).checked_sub(1)?)?;
+    Some(match retry_after {
+        Some(asked) => asked.min(MAX_RETRY_AFTER),
+        None => scheduled.mul_f64(1.0 + JITTER * jitter.clamp(-1.0, 1.0)),
+    })
+}
+
+/// A jitter in [-1, 1] that is fixed for an event's nth attempt: retries spread out without a
+/// random source, and a test can predict them.
+fn jitter_for(event_id: &str, attempts: u32) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(event_id.as_bytes())
+        .chain_update(attempts.to_be_bytes())
+        .finalize();
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest"));
+    n as f64 / u64::MAX as f64 * 2.0 - 1.0
+}
+
+/// How one attempt ended, for callers that count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
+pub enum Attempted {
     Delivered,
-    Failed,
+    Retrying,
+    Dead,
+}
+
+/// What `deliver_due` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub retrying: usize,
+    pub dead: usize,
 }
 
 /// A cheap-to-clone handle on the outbox worker.
@@ -47,18 +138,14 @@ pub struct Deliverer {
 struct Inner {
     client: reqwest::Client,
     store: Store,
-    webhooks: BTreeMap<String, Arc<Webhook>>,
-    wake: Notify,
-    slots: Semaphore,
-    // A std mutex: held for a set insert or remove, never across an await.
+    webhooks: watch::Sender<Webhooks>,
+    // Std mutexes: each is held for a map or set operation, never across an await.
+    lanes: Mutex<BTreeMap<String, Arc<Notify>>>,
     in_flight: Mutex<HashSet<OutboxKey>>,
 }
 
 impl Deliverer {
-    pub fn new(
-        store: Store,
-        webhooks: BTreeMap<String, Arc<Webhook>>,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(store: Store, webhooks: Webhooks) -> Result<Self, reqwest::Error> {
         // The Standard Webhooks spec treats redirects as failures: following one would send a
         // signed event somewhere the user never configured.
         let client = reqwest::Client::builder()
@@ -69,51 +156,168 @@ impl Deliverer {
             inner: Arc::new(Inner {
                 client,
                 store,
-                webhooks,
-                wake: Notify::new(),
-                slots: Semaphore::new(MAX_IN_FLIGHT),
+                webhooks: watch::Sender::new(webhooks),
+                lanes: Mutex::new(BTreeMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
             }),
         })
     }
 
-    /// Tell the worker that new entries were committed.
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
+    /// Swap in a reloaded config's webhooks: lanes of changed or removed webhooks finish their
+    /// attempts in flight and stop, new ones start.
+    pub fn set_webhooks(&self, webhooks: Webhooks) {
+        self.inner.webhooks.send_replace(webhooks);
     }
 
-    /// Attempt every entry due now once, wait for the answers, and return how many were
-    /// delivered: what `once` does.
-    pub async fn deliver_due(&self) -> usize {
-        let mut attempts = JoinSet::new();
-        self.dispatch_due(&mut attempts);
-        let mut delivered = 0;
-        while let Some(result) = attempts.join_next().await {
-            delivered += usize::from(matches!(result, Ok(Attempt::Delivered)));
+    /// Tell the lanes that new entries were committed.
+    pub fn wake(&self) {
+        for lane in self.inner.lanes.lock().expect("lanes").values() {
+            lane.notify_one();
         }
-        delivered
+    }
+
+    /// Attempt every entry due now once, wait for the answers, and count how they ended: what
+    /// `once` does.
+    pub async fn deliver_due(&self) -> Tally {
+        let webhooks = self.inner.webhooks.borrow().clone();
+        self.warn_of_orphans(&webhooks);
+        let now = Utc::now();
+        let lanes = webhooks.into_values().map(|hook| async move {
+            let due = match self.inner.store.due(&hook.name, now) {
+                Ok(due) => due,
+                Err(err) => {
+                    error!(webhook = hook.name.as_str(), error = %err, "cannot read the outbox");
+                    return Vec::new();
+                }
+            };
+            stream::iter(due)
+                .map(|(key, delivery)| {
+                    let hook = &hook;
+                    async move { self.attempt(hook, &key, delivery).await }
+                })
+                .buffer_unordered(hook.concurrency)
+                .collect::<Vec<_>>()
+                .await
+        });
+        let mut tally = Tally::default();
+        for outcome in futures_util::future::join_all(lanes).await.concat() {
+            match outcome {
+                Attempted::Delivered => tally.delivered += 1,
+                Attempted::Retrying => tally.retrying += 1,
+                Attempted::Dead => tally.dead += 1,
+            }
+        }
+        tally
     }
 
     /// Deliver until `shutdown`, then give in-flight attempts `drain` to finish. An attempt cut
     /// off stays in the outbox and is sent again after the restart.
     pub async fn run(&self, shutdown: CancellationToken, drain: Duration) {
+        let mut config = self.inner.webhooks.subscribe();
+        let mut lanes: BTreeMap<String, (Arc<Webhook>, CancellationToken)> = BTreeMap::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            let webhooks = config.borrow_and_update().clone();
+            self.warn_of_orphans(&webhooks);
+            lanes.retain(|name, (hook, stop)| {
+                let keep = webhooks.get(name).is_some_and(|new| Arc::ptr_eq(new, hook));
+                if !keep {
+                    stop.cancel();
+                }
+                keep
+            });
+            for (name, hook) in webhooks {
+                if lanes.contains_key(&name) {
+                    continue;
+                }
+                let stop = shutdown.child_token();
+                let wake = Arc::new(Notify::new());
+                self.inner
+                    .lanes
+                    .lock()
+                    .expect("lanes")
+                    .insert(name.clone(), wake.clone());
+                tasks.spawn(self.clone().lane(hook.clone(), wake, stop.clone(), drain));
+                lanes.insert(name, (hook, stop));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Ok(()) = config.changed() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn warn_of_orphans(&self, webhooks: &Webhooks) {
+        match self.inner.store.pending_webhooks() {
+            Ok(names) => {
+                for name in names.iter().filter(|n| !webhooks.contains_key(*n)) {
+                    warn!(
+                        webhook = name.as_str(),
+                        "queued deliveries name a webhook that is not in the config; they stay queued until it is back"
+                    );
+                }
+            }
+            Err(err) => error!(error = %err, "cannot read the outbox"),
+        }
+    }
+
+    /// One webhook's worker: keep up to `concurrency` attempts in flight, oldest due first.
+    async fn lane(
+        self,
+        hook: Arc<Webhook>,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+        drain: Duration,
+    ) {
+        let slots = Arc::new(Semaphore::new(hook.concurrency));
         let mut attempts = JoinSet::new();
         loop {
-            self.dispatch_due(&mut attempts);
-            while attempts.try_join_next().is_some() {}
+            let mut store_error = false;
+            while let Ok(slot) = slots.clone().try_acquire_owned() {
+                let next = self
+                    .inner
+                    .store
+                    .first_due(&hook.name, Utc::now(), |key| self.is_in_flight(key));
+                let (key, delivery) = match next {
+                    Ok(Some(next)) => next,
+                    Ok(None) => break,
+                    Err(err) => {
+                        error!(webhook = hook.name.as_str(), error = %err, "cannot read the outbox");
+                        store_error = true;
+                        break;
+                    }
+                };
+                self.set_in_flight(&key, true);
+                let (this, hook) = (self.clone(), hook.clone());
+                attempts.spawn(async move {
+                    let _slot = slot;
+                    this.attempt(&hook, &key, delivery).await;
+                    this.set_in_flight(&key, false);
+                });
+            }
             let now = Utc::now();
-            let sleep = match self.inner.store.next_due_after(now) {
+            let sleep = match self.inner.store.next_due_after(&hook.name, now) {
+                _ if store_error => Duration::from_secs(5),
                 Ok(Some(at)) => (at - now).to_std().unwrap_or_default(),
                 Ok(None) => Duration::from_secs(3600),
                 Err(err) => {
-                    error!(error = %err, "cannot read the outbox");
+                    error!(webhook = hook.name.as_str(), error = %err, "cannot read the outbox");
                     Duration::from_secs(5)
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.inner.wake.notified() => {}
+                _ = stop.cancelled() => break,
+                _ = wake.notified() => {}
+                Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
                 _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        {
+            let mut lanes = self.inner.lanes.lock().expect("lanes");
+            if lanes.get(&hook.name).is_some_and(|w| Arc::ptr_eq(w, &wake)) {
+                lanes.remove(&hook.name);
             }
         }
         if tokio::time::timeout(drain, async {
@@ -123,76 +327,169 @@ impl Deliverer {
         .is_err()
         {
             warn!(
+                webhook = hook.name.as_str(),
                 left = attempts.len(),
                 "deliveries still in flight at the drain deadline stay queued"
             );
         }
     }
 
-    fn dispatch_due(&self, attempts: &mut JoinSet<Attempt>) {
-        let in_flight = |key: &OutboxKey| {
-            self.inner
-                .in_flight
-                .lock()
-                .expect("in-flight set")
-                .contains(key)
-        };
-        let due = match self.inner.store.due(Utc::now(), in_flight) {
-            Ok(due) => due,
-            Err(err) => {
-                error!(error = %err, "cannot read the outbox");
-                return;
-            }
-        };
-        for (key, delivery) in due {
-            if !self
-                .inner
-                .in_flight
-                .lock()
-                .expect("in-flight set")
-                .insert(key.clone())
-            {
-                continue;
-            }
-            let this = self.clone();
-            attempts.spawn(async move {
-                let outcome = this.attempt(&key, delivery).await;
-                this.inner
-                    .in_flight
-                    .lock()
-                    .expect("in-flight set")
-                    .remove(&key);
-                this.wake();
-                outcome
-            });
+    fn is_in_flight(&self, key: &OutboxKey) -> bool {
+        self.inner
+            .in_flight
+            .lock()
+            .expect("in-flight set")
+            .contains(key)
+    }
+
+    fn set_in_flight(&self, key: &OutboxKey, on: bool) {
+        let mut set = self.inner.in_flight.lock().expect("in-flight set");
+        if on {
+            set.insert(key.clone());
+        } else {
+            set.remove(key);
         }
     }
 
-    async fn attempt(&self, key: &OutboxKey, mut delivery: Delivery) -> Attempt {
-        let inner = &self.inner;
-        let Some(hook) = inner.webhooks.get(&delivery.webhook) else {
-            warn!(
-                event_id = delivery.event_id.as_str(),
-                webhook = delivery.webhook.as_str(),
-                "webhook is no longer in the config; the event stays queued"
-            );
-            delivery.next_attempt = Utc::now() + ORPHAN_RECHECK;
-            delivery.last_error = Some(format!(
-                "webhook `{}` is not in the config",
-                delivery.webhook
-            ));
-            self.save(key, &delivery);
-            return Attempt::Failed;
+    /// One signed POST, its verdict, and the outbox updated to match.
+    async fn attempt(&self, hook: &Webhook, key: &OutboxKey, mut delivery: Delivery) -> Attempted {
+        let at = Utc::now();
+        let started = Instant::now();
+        let answer = self.post(hook, &delivery, at.timestamp()).await;
+        delivery.attempts += 1;
+        let (verdict, retry_after, record) = match answer {
+            Ok(answer) => {
+                let verdict = classify(answer.status);
+                let error = match &verdict {
+                    Verdict::Delivered => None,
+                    Verdict::Retry { reason, .. } | Verdict::Stop { reason } => {
+                        Some(reason.clone())
+                    }
+                };
+                let retry_after = answer.retry_after.filter(|_| {
+                    matches!(
+                        answer.status,
+                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                    )
+                });
+                let record = AttemptRecord {
+                    at,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    status: Some(answer.status.as_u16()),
+                    error,
+                    response: Some(answer.snippet).filter(|s| !s.is_empty()),
+                };
+                (verdict, retry_after, record)
+            }
+            Err(reason) => {
+                let record = AttemptRecord {
+                    at,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    status: None,
+                    error: Some(reason.clone()),
+                    response: None,
+                };
+                let verdict = Verdict::Retry {
+                    reason,
+                    misconfigured: false,
+                };
+                (verdict, None, record)
+            }
         };
-        let _slot = inner.slots.acquire().await.expect("semaphore never closed");
-        let timestamp = Utc::now().timestamp();
+        let event_id = delivery.event_id.clone();
+        let event_id = event_id.as_str();
+        let webhook = hook.name.as_str();
+        let attempt = delivery.attempts;
+        let status = record.status;
+        delivery.history.push(record);
+        if delivery.history.len() > HISTORY {
+            delivery.history.remove(0);
+        }
+
+        match verdict {
+            Verdict::Delivered => {
+                info!(event_id, webhook, status, attempt, "delivered");
+                if let Err(err) = self.inner.store.delivered(key) {
+                    error!(event_id, error = %err, "delivered, but the outbox entry could not be removed; it will be sent again");
+                }
+                self.endpoint_recovered(webhook);
+                Attempted::Delivered
+            }
+            Verdict::Retry {
+                reason,
+                misconfigured,
+            } => {
+                let jitter = jitter_for(event_id, attempt);
+                let Some(delay) = next_delay(&hook.retry, attempt, retry_after, jitter) else {
+                    let reason = format!("gave up after {attempt} attempts; last: {reason}");
+                    return self.bury(key, delivery, reason);
+                };
+                delivery.next_attempt = Utc::now() + delay;
+                let next_retry = delivery
+                    .next_attempt
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                if misconfigured {
+                    warn!(
+                        event_id,
+                        webhook,
+                        error = reason.as_str(),
+                        attempt,
+                        next_retry,
+                        "delivery failed; the endpoint looks misconfigured"
+                    );
+                } else {
+                    warn!(
+                        event_id,
+                        webhook,
+                        error = reason.as_str(),
+                        attempt,
+                        next_retry,
+                        "delivery failed"
+                    );
+                }
+                if let Err(err) = self.inner.store.reschedule(key, &delivery) {
+                    error!(event_id, error = %err, "cannot reschedule; the entry stays due");
+                }
+                Attempted::Retrying
+            }
+            Verdict::Stop { reason } => {
+                let failure = EndpointFailure {
+                    since: Utc::now(),
+                    reason: reason.clone(),
+                };
+                error!(
+                    webhook,
+                    reason = reason.as_str(),
+                    "endpoint marked failing; fix it, then `pagehook replay --dead`"
+                );
+                if let Err(err) = self
+                    .inner
+                    .store
+                    .set_endpoint_failure(webhook, Some(&failure))
+                {
+                    error!(webhook, error = %err, "cannot record the endpoint's failure");
+                }
+                self.bury(key, delivery, reason)
+            }
+        }
+    }
+
+    async fn post(
+        &self,
+        hook: &Webhook,
+        delivery: &Delivery,
+        timestamp: i64,
+    ) -> Result<Answer, String> {
         let signature = sign(
             &hook.secrets,
             &delivery.event_id,
             timestamp,
             delivery.payload.as_bytes(),
         );
-        let sent = inner
+        // reqwest's timeout covers connecting, the answer and the body read below, so a
+        // receiver that hangs or trickles costs one bounded attempt.
+        let sent = self
+            .inner
             .client
             .post(hook.url.clone())
             .timeout(hook.timeout)
@@ -204,69 +501,193 @@ impl Deliverer {
             .body(delivery.payload.clone())
             .send()
             .await;
-        delivery.attempts += 1;
-        let failure = match sent {
-            Ok(response) if response.status().is_success() => {
-                info!(
-                    event_id = delivery.event_id.as_str(),
-                    webhook = hook.name.as_str(),
-                    status = response.status().as_u16(),
-                    attempt = delivery.attempts,
-                    "delivered"
-                );
-                if let Err(err) = inner.store.delivered(key) {
-                    error!(event_id = delivery.event_id.as_str(), error = %err, "delivered, but the outbox entry could not be removed; it will be sent again");
-                }
-                return Attempt::Delivered;
+        let transport = |err: reqwest::Error| {
+            if err.is_timeout() {
+                format!(
+                    "timed out after {}",
+                    humantime::format_duration(hook.timeout)
+                )
+            } else {
+                error_chain(&err.without_url())
             }
-            Ok(response) => format!("HTTP {}", response.status()),
-            Err(err) if err.is_timeout() => format!(
-                "timed out after {}",
-                humantime::format_duration(hook.timeout)
-            ),
-            Err(err) => error_chain(&err.without_url()),
         };
-        let delay = retry_delay(&hook.retry, delivery.attempts);
-        delivery.next_attempt = Utc::now() + delay;
-        warn!(
-            event_id = delivery.event_id.as_str(),
-            webhook = hook.name.as_str(),
-            error = failure.as_str(),
-            attempt = delivery.attempts,
-            next_retry = %delivery.next_attempt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "delivery failed"
-        );
-        delivery.last_error = Some(failure);
-        self.save(key, &delivery);
-        Attempt::Failed
+        let mut response = sent.map_err(transport)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        // Only the start of the body is read; dropping the response closes the connection
+        // rather than download whatever else the endpoint sends.
+        let mut body = Vec::new();
+        if !status.is_success() {
+            while body.len() < SNIPPET_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        body.truncate(SNIPPET_BYTES);
+        Ok(Answer {
+            status,
+            retry_after,
+            snippet: String::from_utf8_lossy(&body).trim().to_owned(),
+        })
     }
 
-    fn save(&self, key: &OutboxKey, delivery: &Delivery) {
-        if let Err(err) = self.inner.store.reschedule(key, delivery) {
-            error!(event_id = delivery.event_id.as_str(), error = %err, "cannot reschedule; the entry stays due");
+    fn bury(&self, key: &OutboxKey, delivery: Delivery, reason: String) -> Attempted {
+        error!(
+            event_id = delivery.event_id.as_str(),
+            webhook = delivery.webhook.as_str(),
+            reason = reason.as_str(),
+            "delivery moved to the dead letters; `pagehook replay` sends it again"
+        );
+        let letter = DeadLetter {
+            delivery,
+            died_at: Utc::now(),
+            reason,
+        };
+        if let Err(err) = self.inner.store.bury(key, &letter) {
+            error!(event_id = letter.delivery.event_id.as_str(), error = %err, "cannot move the entry to the dead letters; it stays queued");
+        }
+        Attempted::Dead
+    }
+
+    fn endpoint_recovered(&self, webhook: &str) {
+        match self.inner.store.endpoint_failure(webhook) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                info!(webhook, "endpoint accepts deliveries again");
+                if let Err(err) = self.inner.store.set_endpoint_failure(webhook, None) {
+                    error!(webhook, error = %err, "cannot clear the endpoint's failure");
+                }
+            }
+            Err(err) => error!(webhook, error = %err, "cannot read the endpoint's state"),
         }
     }
+}
+
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    snippet: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const SCHEDULE: [Duration; 3] = [
+        Duration::from_secs(5),
+        Duration::from_secs(300),
+        Duration::from_secs(1800),
+    ];
+
     #[test]
-    fn retry_delay_walks_the_schedule_then_repeats_its_last_step() {
-        let schedule = [
-            Duration::from_secs(5),
-            Duration::from_secs(300),
-            Duration::from_secs(1800),
-        ];
-        let delays: Vec<u64> = (1..=5)
-            .map(|n| retry_delay(&schedule, n).as_secs())
+    fn next_delay_walks_the_schedule_then_gives_up() {
+        let delays: Vec<Option<u64>> = (1..=4)
+            .map(|n| next_delay(&SCHEDULE, n, None, 0.0).map(|d| d.as_secs()))
             .collect();
-        assert_eq!(delays, [5, 300, 1800, 1800, 1800]);
+        assert_eq!(delays, [Some(5), Some(300), Some(1800), None]);
+        assert_eq!(
+            next_delay(&[], 1, None, 0.0),
+            None,
+            "retry = [] means one attempt"
+        );
+        assert_eq!(next_delay(&SCHEDULE, 0, None, 0.0), None);
     }
 
     #[test]
-    fn retry_delay_has_a_floor_for_an_empty_schedule() {
-        assert_eq!(retry_delay(&[], 3), Duration::from_secs(5));
+    fn jitter_spreads_by_at_most_a_fifth() {
+        assert_eq!(
+            next_delay(&SCHEDULE, 2, None, 1.0),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(
+            next_delay(&SCHEDULE, 2, None, -1.0),
+            Some(Duration::from_secs(240))
+        );
+        assert_eq!(
+            next_delay(&SCHEDULE, 2, None, 7.0),
+            Some(Duration::from_secs(360))
+        );
+        let spread: HashSet<u64> = (0..50)
+            .map(|i| jitter_for(&format!("evt_{i}"), 1))
+            .inspect(|j| assert!((-1.0..=1.0).contains(j)))
+            .map(|j| ((j + 1.0) * 1000.0) as u64)
+            .collect();
+        assert!(spread.len() > 40, "jitter differs between events");
+        assert_eq!(jitter_for("evt_a", 2), jitter_for("evt_a", 2));
+    }
+
+    #[test]
+    fn retry_after_replaces_the_scheduled_delay_up_to_a_day() {
+        let asked = Some(Duration::from_secs(42));
+        assert_eq!(next_delay(&SCHEDULE, 1, asked, 1.0), asked);
+        let week = Some(Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(next_delay(&SCHEDULE, 1, week, 0.0), Some(MAX_RETRY_AFTER));
+        assert_eq!(next_delay(&SCHEDULE, 3, asked, 0.0), asked);
+        assert_eq!(
+            next_delay(&SCHEDULE, 4, asked, 0.0),
+            None,
+            "it does not add attempts"
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn classify_follows_the_standard_webhooks_advice() {
+        let verdict = |code| classify(StatusCode::from_u16(code).unwrap());
+        for code in [200, 201, 202, 204, 299] {
+            assert_eq!(verdict(code), Verdict::Delivered, "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    verdict(code),
+                    Verdict::Retry {
+                        misconfigured: false,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+        }
+        for code in [301, 302, 307, 308, 400, 401, 403, 404, 413] {
+            assert!(
+                matches!(
+                    verdict(code),
+                    Verdict::Retry {
+                        misconfigured: true,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+        }
+        assert!(matches!(verdict(410), Verdict::Stop { .. }));
     }
 }

@@ -26,6 +26,10 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("state store holds an unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("state store holds a malformed outbox key {0:?}")]
+    Key(String),
+    #[error("no queued or dead delivery has the event id `{0}`")]
+    NotFound(String),
 }
 
 /// What pagehook remembers about one watcher between checks.
@@ -50,30 +54,99 @@ pub struct Delivery {
     /// The exact body, fixed at commit time so every attempt signs the same bytes.
     pub payload: String,
     pub created_at: DateTime<Utc>,
-    /// Attempts made so far.
+    /// Attempts made since the event was queued (or replayed); the retry schedule counts these.
     pub attempts: u32,
     pub next_attempt: DateTime<Utc>,
-    pub last_error: Option<String>,
+    /// The most recent attempts, oldest first, so a dead letter explains itself.
+    #[serde(default)]
+    pub history: Vec<AttemptRecord>,
 }
 
-/// Where an outbox entry sits: ordered by due time so "what is due" is one range scan.
+impl Delivery {
+    pub fn last_error(&self) -> Option<&str> {
+        self.history.last().and_then(|a| a.error.as_deref())
+    }
+}
+
+/// What one attempt got back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// The HTTP status, when the endpoint answered at all.
+    pub status: Option<u16>,
+    /// Why the attempt did not count as delivered; None when it did.
+    pub error: Option<String>,
+    /// The start of the response body, for a human reading the dead letter.
+    pub response: Option<String>,
+}
+
+/// An event that will not be attempted again until someone replays it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub died_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// An endpoint that answered 410 Gone: it asked not to be sent this event again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointFailure {
+    pub since: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Where an outbox entry sits: grouped by webhook, then ordered by due time, so "what is due
+/// for this endpoint" is one short range scan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OutboxKey(Vec<u8>);
 
 impl OutboxKey {
     fn new(d: &Delivery) -> Self {
-        let mut key = due_prefix(d.next_attempt).to_vec();
+        let mut key = webhook_prefix(&d.webhook);
+        key.extend_from_slice(&due_bytes(d.next_attempt));
         key.extend_from_slice(d.event_id.as_bytes());
-        key.push(0);
-        key.extend_from_slice(d.webhook.as_bytes());
         OutboxKey(key)
     }
 }
 
+/// Dead letters are keyed by event, then webhook, so replay by event id is a prefix scan.
+fn dead_key(d: &Delivery) -> Vec<u8> {
+    let mut key = d.event_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(d.webhook.as_bytes());
+    key
+}
+
 const MILLI: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
 
-fn due_prefix(at: DateTime<Utc>) -> [u8; 8] {
+fn webhook_prefix(webhook: &str) -> Vec<u8> {
+    let mut key = webhook.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn due_bytes(at: DateTime<Utc>) -> [u8; 8] {
     (at.timestamp_millis().max(0) as u64).to_be_bytes()
+}
+
+fn due_range(
+    webhook: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> (Vec<u8>, Vec<u8>) {
+    let prefix = webhook_prefix(webhook);
+    let start = match from {
+        Some(at) => [prefix.as_slice(), &due_bytes(at)].concat(),
+        None => prefix.clone(),
+    };
+    let end = match to {
+        Some(at) => [prefix.as_slice(), &due_bytes(at)].concat(),
+        // The byte after the separator ends this webhook's keys.
+        None => [webhook.as_bytes(), &[1]].concat(),
+    };
+    (start, end)
 }
 
 /// A cheap-to-clone handle on the state directory.
@@ -82,6 +155,10 @@ pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     outbox: sled::Tree,
+    dead: sled::Tree,
+    endpoints: sled::Tree,
+    /// Outbox entries that could not be decoded, kept byte for byte for a human to inspect.
+    quarantine: sled::Tree,
 }
 
 impl Store {
@@ -102,6 +179,9 @@ impl Store {
         Ok(Store {
             state: db.open_tree("state")?,
             outbox: db.open_tree("outbox")?,
+            dead: db.open_tree("dead")?,
+            endpoints: db.open_tree("endpoints")?,
+            quarantine: db.open_tree("quarantine")?,
             db,
         })
     }
@@ -141,44 +221,122 @@ impl Store {
         Ok(())
     }
 
-    /// Outbox entries due at `now`, oldest first, leaving out (undecoded) those `skip` names.
-    pub fn due(
+    /// The first entry for `webhook` due at `now` that `skip` does not name (skipped keys are
+    /// not decoded). An entry that cannot be decoded is quarantined and reported, so one bad
+    /// record never stops the queue behind it.
+    pub fn first_due(
         &self,
+        webhook: &str,
         now: DateTime<Utc>,
         skip: impl Fn(&OutboxKey) -> bool,
-    ) -> Result<Vec<(OutboxKey, Delivery)>, StoreError> {
-        let mut due = Vec::new();
-        for entry in self.outbox.range(..due_prefix(now + MILLI).as_slice()) {
+    ) -> Result<Option<(OutboxKey, Delivery)>, StoreError> {
+        let (start, end) = due_range(webhook, None, Some(now + MILLI));
+        for entry in self.outbox.range(start..end) {
             let (key, value) = entry?;
             let key = OutboxKey(key.to_vec());
-            if !skip(&key) {
-                due.push((key, serde_json::from_slice(&value)?));
+            if skip(&key) {
+                continue;
+            }
+            if let Some(delivery) = self.decode_or_quarantine(&key, &value)? {
+                return Ok(Some((key, delivery)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry for `webhook` due at `now`, oldest first.
+    pub fn due(
+        &self,
+        webhook: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OutboxKey, Delivery)>, StoreError> {
+        let (start, end) = due_range(webhook, None, Some(now + MILLI));
+        let mut due = Vec::new();
+        for entry in self.outbox.range(start..end) {
+            let (key, value) = entry?;
+            let key = OutboxKey(key.to_vec());
+            if let Some(delivery) = self.decode_or_quarantine(&key, &value)? {
+                due.push((key, delivery));
             }
         }
         Ok(due)
     }
 
-    /// When the first entry not yet due at `now` falls due. Entries already due are either in
-    /// flight or about to be, so they do not set the next wake-up.
-    pub fn next_due_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let Some(entry) = self
-            .outbox
-            .range(due_prefix(now + MILLI).as_slice()..)
-            .next()
-        else {
+    fn decode_or_quarantine(
+        &self,
+        key: &OutboxKey,
+        value: &[u8],
+    ) -> Result<Option<Delivery>, StoreError> {
+        match serde_json::from_slice(value) {
+            Ok(delivery) => Ok(Some(delivery)),
+            Err(err) => {
+                tracing::error!(key = %String::from_utf8_lossy(&key.0), error = %err, "unreadable outbox entry moved to the quarantine tree");
+                (&self.outbox, &self.quarantine)
+                    .transaction(|(outbox, quarantine)| {
+                        outbox.remove(key.0.as_slice())?;
+                        quarantine.insert(key.0.as_slice(), value)?;
+                        Ok::<_, ConflictableTransactionError<()>>(())
+                    })
+                    .map_err(unabort)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// When the first entry for `webhook` not yet due at `now` falls due.
+    pub fn next_due_after(
+        &self,
+        webhook: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (start, end) = due_range(webhook, Some(now + MILLI), None);
+        let Some(entry) = self.outbox.range(start..end).next() else {
             return Ok(None);
         };
         let (key, _) = entry?;
-        let millis = u64::from_be_bytes(key[..8].try_into().expect("keys start with 8 bytes"));
+        let at = key
+            .get(webhook.len() + 1..webhook.len() + 9)
+            .ok_or_else(|| StoreError::Key(String::from_utf8_lossy(&key).into_owned()))?;
+        let millis = u64::from_be_bytes(at.try_into().expect("slice of 8"));
         Ok(DateTime::from_timestamp_millis(millis as i64))
     }
 
+    /// Every queued delivery, grouped by webhook and oldest first within each.
     pub fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
         self.outbox
             .iter()
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The names of webhooks that have queued deliveries.
+    pub fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = Vec::new();
+        for key in self.outbox.iter().keys() {
+            let key = key?;
+            let name = key.split(|b| *b == 0).next().unwrap_or_default();
+            if names.last().map(String::as_bytes) != Some(name) {
+                names.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    pub fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
     }
 
     /// A 2xx came back: the entry's job is done.
@@ -200,10 +358,129 @@ impl Store {
             .map_err(unabort)
     }
 
+    /// Move an entry from the outbox to the dead letters in one step.
+    pub fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(letter)?;
+        let dead_key = dead_key(&letter.delivery);
+        (&self.outbox, &self.dead)
+            .transaction(|(outbox, dead)| {
+                outbox.remove(key.0.as_slice())?;
+                dead.insert(dead_key.as_slice(), bytes.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(unabort)?;
+        Ok(())
+    }
+
+    /// Queue events again, due now, with their ids unchanged so receivers can deduplicate:
+    /// dead letters go back to the outbox and queued entries are moved to the front. Returns
+    /// the deliveries requeued; an id found nowhere is an error naming it.
+    pub fn replay(
+        &self,
+        event_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut found = Vec::new();
+        for id in event_ids {
+            let before = found.len();
+            for entry in self.dead.scan_prefix([id.as_bytes(), &[0]].concat()) {
+                let (_, value) = entry?;
+                found.push(Found::Dead(
+                    serde_json::from_slice::<DeadLetter>(&value)?.delivery,
+                ));
+            }
+            for entry in self.outbox.iter() {
+                let (key, value) = entry?;
+                if key.ends_with(id.as_bytes()) {
+                    found.push(Found::Queued(
+                        OutboxKey(key.to_vec()),
+                        serde_json::from_slice(&value)?,
+                    ));
+                }
+            }
+            if found.len() == before {
+                return Err(StoreError::NotFound(id.clone()));
+            }
+        }
+        found.into_iter().map(|f| self.requeue(f, now)).collect()
+    }
+
+    /// Queue every dead letter again.
+    pub fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
+        self.dead()?
+            .into_iter()
+            .map(|letter| self.requeue(Found::Dead(letter.delivery), now))
+            .collect()
+    }
+
+    fn requeue(&self, found: Found, now: DateTime<Utc>) -> Result<Delivery, StoreError> {
+        let (old_outbox, old_dead, mut delivery) = match found {
+            Found::Dead(d) => (None, Some(dead_key(&d)), d),
+            Found::Queued(key, d) => (Some(key), None, d),
+        };
+        // A replay starts the retry schedule afresh; the history of what went before stays.
+        delivery.attempts = 0;
+        delivery.next_attempt = now;
+        let key = OutboxKey::new(&delivery);
+        let bytes = serde_json::to_vec(&delivery)?;
+        (&self.outbox, &self.dead)
+            .transaction(|(outbox, dead)| {
+                if let Some(old) = &old_outbox {
+                    outbox.remove(old.0.as_slice())?;
+                }
+                if let Some(old) = &old_dead {
+                    dead.remove(old.as_slice())?;
+                }
+                outbox.insert(key.0.as_slice(), bytes.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(unabort)?;
+        Ok(delivery)
+    }
+
+    pub fn endpoint_failure(&self, webhook: &str) -> Result<Option<EndpointFailure>, StoreError> {
+        match self.endpoints.get(webhook)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
+        self.endpoints
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    serde_json::from_slice(&value)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn set_endpoint_failure(
+        &self,
+        webhook: &str,
+        failure: Option<&EndpointFailure>,
+    ) -> Result<(), StoreError> {
+        match failure {
+            Some(failure) => self
+                .endpoints
+                .insert(webhook, serde_json::to_vec(failure)?)?,
+            None => self.endpoints.remove(webhook)?,
+        };
+        Ok(())
+    }
+
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
     }
+}
+
+enum Found {
+    Dead(Delivery),
+    Queued(OutboxKey, Delivery),
 }
 
 fn unabort(err: TransactionError<()>) -> StoreError {
@@ -227,7 +504,7 @@ mod tests {
             created_at: due,
             attempts: 0,
             next_attempt: due,
-            last_error: None,
+            history: Vec::new(),
         }
     }
 
@@ -249,7 +526,7 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.watcher_state("w").unwrap(), state);
-        assert_eq!(store.due(now, |_| false).unwrap().len(), 1);
+        assert_eq!(store.due("hook", now).unwrap().len(), 1);
         assert_eq!(
             store.watcher_state("other").unwrap(),
             WatcherState::default()
@@ -257,45 +534,164 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn due_is_ordered_and_bounded_by_now_and_reschedule_moves_an_entry() {
+    async fn due_is_per_webhook_ordered_and_bounded_by_now_and_reschedule_moves_an_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = Utc::now();
         let later = now + chrono::Duration::seconds(60);
         let earlier = now - chrono::Duration::seconds(60);
+        let mut elsewhere = delivery("evt_z", earlier);
+        // A name that sorts right after "hook" must not leak into its range.
+        elsewhere.webhook = "hook-2".into();
         let entries = [
             delivery("evt_b", now),
             delivery("evt_c", later),
             delivery("evt_a", earlier),
+            elsewhere,
         ];
         store
             .commit("w", &WatcherState::default(), &entries)
             .await
             .unwrap();
 
-        let due = store.due(now, |_| false).unwrap();
+        let due = store.due("hook", now).unwrap();
         let ids: Vec<&str> = due.iter().map(|(_, d)| d.event_id.as_str()).collect();
         assert_eq!(ids, ["evt_a", "evt_b"]);
-        let not_first = store.due(now, |key| *key == due[0].0).unwrap();
-        assert_eq!(not_first.len(), 1, "skipped entries are left out");
-        assert_eq!(not_first[0].1.event_id, "evt_b");
+        let first = store.first_due("hook", now, |_| false).unwrap().unwrap();
+        assert_eq!(first.1.event_id, "evt_a");
+        let second = store
+            .first_due("hook", now, |key| *key == first.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.1.event_id, "evt_b", "skipped entries are left out");
         let next = store
-            .next_due_after(now)
+            .next_due_after("hook", now)
             .unwrap()
             .map(|t| t.timestamp_millis());
         assert_eq!(next, Some(later.timestamp_millis()));
+        assert_eq!(store.next_due_after("hook-2", now).unwrap(), None);
+        assert_eq!(store.pending_webhooks().unwrap(), ["hook", "hook-2"]);
 
-        let (key, mut first) = due[0].clone();
-        first.attempts = 1;
-        first.next_attempt = later;
-        store.reschedule(&key, &first).unwrap();
-        assert_eq!(store.due(now, |_| false).unwrap().len(), 1);
-        assert_eq!(store.pending().unwrap().len(), 3);
+        let (key, mut moved) = due[0].clone();
+        moved.attempts = 1;
+        moved.next_attempt = later;
+        store.reschedule(&key, &moved).unwrap();
+        assert_eq!(store.due("hook", now).unwrap().len(), 1);
+        assert_eq!(store.pending().unwrap().len(), 4);
 
-        let (key, _) = &store.due(now, |_| false).unwrap()[0];
+        let (key, _) = &store.due("hook", now).unwrap()[0];
         store.delivered(key).unwrap();
-        assert!(store.due(now, |_| false).unwrap().is_empty());
-        assert_eq!(store.pending().unwrap().len(), 2);
+        assert!(store.due("hook", now).unwrap().is_empty());
+        assert_eq!(store.pending_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_keep_their_history_and_replay_keeps_the_event_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let entries = [delivery("evt_a", now), delivery("evt_b", now)];
+        store
+            .commit("w", &WatcherState::default(), &entries)
+            .await
+            .unwrap();
+        for (key, mut d) in store.due("hook", now).unwrap() {
+            d.attempts = 3;
+            d.history.push(AttemptRecord {
+                at: now,
+                duration_ms: 7,
+                status: Some(500),
+                error: Some("HTTP 500".into()),
+                response: Some("boom".into()),
+            });
+            let reason = "gave up".to_string();
+            store
+                .bury(
+                    &key,
+                    &DeadLetter {
+                        delivery: d,
+                        died_at: now,
+                        reason,
+                    },
+                )
+                .unwrap();
+        }
+        assert_eq!(store.pending_count(), 0);
+        let dead = store.dead().unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!(
+            dead[0].delivery.history[0].response.as_deref(),
+            Some("boom")
+        );
+
+        let err = store.replay(&["evt_nope".into()], now).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        let replayed = store.replay(&["evt_b".into()], now).unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].attempts, 0, "the retry schedule starts afresh");
+        assert_eq!(replayed[0].history.len(), 1, "the history stays");
+        assert_eq!(store.due("hook", now).unwrap()[0].1.event_id, "evt_b");
+        assert_eq!(store.dead().unwrap().len(), 1);
+
+        // Replaying a queued event moves it to the front without duplicating it.
+        let later = now + chrono::Duration::seconds(600);
+        let (key, mut d) = store.due("hook", now).unwrap().remove(0);
+        d.next_attempt = later;
+        store.reschedule(&key, &d).unwrap();
+        store.replay(&["evt_b".into()], now).unwrap();
+        assert_eq!(store.pending_count(), 1);
+        assert_eq!(store.due("hook", now).unwrap().len(), 1);
+
+        assert_eq!(store.replay_dead(now).unwrap().len(), 1);
+        assert!(store.dead().unwrap().is_empty());
+        assert_eq!(store.pending_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_outbox_entry_is_quarantined_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let early = delivery("evt_a", now - chrono::Duration::seconds(5));
+        store
+            .outbox
+            .insert(
+                OutboxKey::new(&early).0,
+                &b"{\"event_id\": \"evt_a\", tru"[..],
+            )
+            .unwrap();
+        store
+            .commit("w", &WatcherState::default(), &[delivery("evt_b", now)])
+            .await
+            .unwrap();
+        let (_, next) = store.first_due("hook", now, |_| false).unwrap().unwrap();
+        assert_eq!(
+            next.event_id, "evt_b",
+            "the queue behind a bad entry still moves"
+        );
+        assert_eq!(store.quarantined(), 1);
+        assert_eq!(store.pending_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_failure_is_recorded_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let failure = EndpointFailure {
+            since: Utc::now(),
+            reason: "410".into(),
+        };
+        store.set_endpoint_failure("hook", Some(&failure)).unwrap();
+        assert_eq!(
+            store.endpoint_failure("hook").unwrap(),
+            Some(failure.clone())
+        );
+        assert_eq!(
+            store.endpoint_failures().unwrap(),
+            [("hook".to_string(), failure)]
+        );
+        store.set_endpoint_failure("hook", None).unwrap();
+        assert_eq!(store.endpoint_failure("hook").unwrap(), None);
     }
 
     #[test]
