@@ -1,8 +1,11 @@
 //! One watcher, once: fetch -> extract -> diff -> commit. Shared by `run`, `once` and `test`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Watcher;
@@ -42,6 +45,45 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
         }
     }
+}
+
+/// How a pass over several watchers went: what `once` reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checks {
+    pub checked: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub baseline: usize,
+    pub failed: usize,
+}
+
+impl Checks {
+    fn count(&mut self, outcome: &Outcome) {
+        self.checked += 1;
+        *match outcome {
+            Outcome::Baseline => &mut self.baseline,
+            Outcome::Unchanged => &mut self.unchanged,
+            Outcome::Changed { .. } => &mut self.changed,
+            Outcome::Failed(_) => &mut self.failed,
+        } += 1;
+    }
+}
+
+/// Check each of `watchers` once, `concurrency` at a time, committing as each finishes.
+pub async fn check_all(
+    watchers: &[Arc<Watcher>],
+    fetcher: &Fetcher,
+    store: &Store,
+    concurrency: usize,
+) -> Checks {
+    stream::iter(watchers.iter().cloned())
+        .map(|w| async move { check(&w, fetcher, store).await })
+        .buffer_unordered(concurrency)
+        .fold(Checks::default(), |mut checks, outcome| async move {
+            checks.count(&outcome);
+            checks
+        })
+        .await
 }
 
 /// Fetch and extract without touching state: what `test` shows.

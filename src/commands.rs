@@ -4,21 +4,27 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{StreamExt, stream};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::check::{Outcome, check, probe};
+use crate::check::{Checks, check_all, probe};
 use crate::config::{self, Config, Loaded, Watcher};
-use crate::deliver::Deliverer;
+use crate::control::{self, Request};
+use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
-use crate::store::Store;
+use crate::report::{Deliveries, Replayed};
+use crate::store::{Store, StoreError};
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_USAGE: u8 = 2;
 /// Checks in flight at once during `once` and `test`.
-const CONCURRENCY: usize = 16;
+pub const CONCURRENCY: usize = 16;
 
 /// Load a config, printing its warnings, or print every error and return the exit code.
 pub fn load_config(path: &Path, error_code: u8) -> Result<Config, ExitCode> {
@@ -72,6 +78,45 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, ExitCo
         .collect()
 }
 
+/// Ask the running daemon through its control socket, or, when none runs, do the job on the
+/// store directly: a user never meets a lock error.
+async fn via_daemon_or_store<T, F, Fut>(
+    state_dir: &Path,
+    request: Request,
+    local: F,
+) -> anyhow::Result<T>
+where
+    T: DeserializeOwned,
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    // A daemon that is starting holds the store before its socket is up: ask again briefly.
+    for _ in 0..20 {
+        if let Some(answer) = control::call(state_dir, &request).await? {
+            return Ok(serde_json::from_value(answer)?);
+        }
+        match Store::open(state_dir) {
+            Ok(store) => {
+                let result = local(store.clone()).await;
+                store.flush().await?;
+                return result;
+            }
+            Err(StoreError::Locked(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(StoreError::Locked(state_dir.to_owned()).into())
+}
+
+/// What `once` did, whether it ran here or in the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OnceReport {
+    pub checks: Checks,
+    /// None when a running daemon took the deliveries over.
+    pub deliveries: Option<Tally>,
+    pub queued: usize,
+}
+
 /// `pagehook once [WATCHER...]`
 pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     let config = match load_config(path, EXIT_CONFIG) {
@@ -82,44 +127,181 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         Ok(watchers) => watchers,
         Err(code) => return code,
     };
-    let result = async {
-        let store = Store::open(&config.state_dir)?;
+    let request = Request::Once {
+        watchers: names.to_vec(),
+    };
+    let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
         let fetcher = Fetcher::new()?;
-        let outcomes: Vec<Outcome> = stream::iter(&watchers)
-            .map(|w| check(w, &fetcher, &store))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let checks = check_all(&watchers, &fetcher, &store, CONCURRENCY).await;
         let tally = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
-        let queued = store.pending_count();
-        store.flush().await?;
-        anyhow::Ok((outcomes, tally, queued))
-    };
-    let (outcomes, tally, queued) = match result.await {
-        Ok(done) => done,
+        Ok(OnceReport {
+            checks,
+            deliveries: Some(tally),
+            queued: store.pending_count(),
+        })
+    });
+    let report: OnceReport = match report.await {
+        Ok(report) => report,
         Err(err) => {
             eprintln!("pagehook once: {err:#}");
             return ExitCode::FAILURE;
         }
     };
-    let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
+    let Checks {
+        checked,
+        changed,
+        unchanged,
+        baseline,
+        failed,
+    } = report.checks;
+    let deliveries = match report.deliveries {
+        Some(t) => format!(
+            "delivered {}, {} queued, {} dead",
+            t.delivered, report.queued, t.dead
+        ),
+        None => format!("{} queued for the running daemon", report.queued),
+    };
     println!(
-        "checked {}: {} changed, {} unchanged, {} baseline, {} failed; delivered {}, {} queued, {} dead",
-        outcomes.len(),
-        count("changed"),
-        count("unchanged"),
-        count("baseline"),
-        count("failed"),
-        tally.delivered,
-        queued,
-        tally.dead,
+        "checked {checked}: {changed} changed, {unchanged} unchanged, {baseline} baseline, {failed} failed; {deliveries}"
     );
-    if count("failed") > 0 {
+    if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Which part of `pagehook deliveries` to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    All,
+    Pending,
+    Dead,
+}
+
+/// `pagehook deliveries [--pending|--dead] [--json]`
+pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let report = via_daemon_or_store(&config.state_dir, Request::Deliveries, |store| async move {
+        Ok(Deliveries::read(&store)?)
+    });
+    let report = match report.await {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("pagehook deliveries: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pending = if show == Show::Dead {
+        &[][..]
+    } else {
+        &report.pending[..]
+    };
+    let dead = if show == Show::Pending {
+        &[][..]
+    } else {
+        &report.dead[..]
+    };
+    if as_json {
+        for d in pending {
+            println!("{}", with_state(d, "pending"));
+        }
+        for d in dead {
+            println!("{}", with_state(d, "dead"));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    for d in pending {
+        println!(
+            "pending  {}  webhook={} watcher={} attempts={} next={}  {}",
+            d.event_id,
+            d.webhook,
+            d.watcher,
+            d.attempts,
+            time(&d.next_attempt),
+            d.last_error().unwrap_or("")
+        );
+    }
+    for letter in dead {
+        let d = &letter.delivery;
+        println!(
+            "dead     {}  webhook={} watcher={} attempts={} died={}  {}",
+            d.event_id,
+            d.webhook,
+            d.watcher,
+            d.history.len(),
+            time(&letter.died_at),
+            letter.reason
+        );
+    }
+    if pending.is_empty() && dead.is_empty() {
+        println!(
+            "no {}",
+            match show {
+                Show::All => "pending deliveries and no dead letters",
+                Show::Pending => "pending deliveries",
+                Show::Dead => "dead letters",
+            }
+        );
+    }
+    for (webhook, failure) in &report.failing {
+        println!(
+            "webhook `{webhook}` is failing since {}: {}",
+            time(&failure.since),
+            failure.reason
+        );
+    }
+    if report.quarantined > 0 {
+        println!(
+            "{} unreadable outbox entries were set aside in the `quarantine` tree",
+            report.quarantined
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn with_state(item: &impl Serialize, state: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(item).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("state".into(), state.into());
+    }
+    value
+}
+
+/// `pagehook replay EVENT_ID... | --dead`
+pub async fn replay(path: &Path, event_ids: &[String], dead: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let request = Request::Replay {
+        event_ids: event_ids.to_vec(),
+        dead,
+    };
+    let replayed = via_daemon_or_store(&config.state_dir, request, |store| async move {
+        Ok(Replayed::run(&store, event_ids, dead, Utc::now())?)
+    });
+    match replayed.await {
+        Ok(replayed) => {
+            for (event_id, webhook) in &replayed.queued {
+                println!("queued {event_id} for webhook `{webhook}`");
+            }
+            println!(
+                "{} deliveries queued; `pagehook run` or `pagehook once` sends them",
+                replayed.queued.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pagehook replay: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -11,11 +11,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::check::{Outcome, check};
+use crate::check::{Outcome, check, check_all};
+use crate::commands::OnceReport;
 use crate::config::{Config, Watcher};
+use crate::control::{self, Request};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
-use crate::store::Store;
+use crate::report::{Deliveries, Replayed};
+use crate::store::{Store, StoreError};
 
 /// Checks in flight at once; the rest wait their turn rather than pile onto the network.
 pub const MAX_CONCURRENT_CHECKS: usize = 32;
@@ -40,6 +43,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let shutdown = shutdown.clone();
         async move { deliverer.run(shutdown, DRAIN).await }
     });
+    let control = Control {
+        watchers: config.watchers.clone(),
+        fetcher: fetcher.clone(),
+        store: store.clone(),
+        deliverer: deliverer.clone(),
+    };
+    let control_socket = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let state_dir = config.state_dir.clone();
+        async move {
+            control::serve(
+                &state_dir,
+                move |request| control.clone().handle(request),
+                shutdown,
+            )
+            .await
+        }
+    });
     let scheduler = Scheduler {
         watchers: config.watchers,
         fetcher,
@@ -48,6 +69,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     scheduler.run(shutdown).await?;
     worker.await.context("delivery worker panicked")?;
+    if let Err(err) = control_socket.await.context("control socket panicked")? {
+        warn!(error = %err, "the control socket failed; commands opened while pagehook ran could not reach it");
+    }
     store.flush().await?;
     info!("pagehook stopped");
     Ok(())
@@ -137,6 +161,60 @@ impl Scheduler {
             index
         }
     }
+}
+
+/// Answers the control socket with the daemon's own store and workers.
+#[derive(Clone)]
+struct Control {
+    watchers: Vec<Arc<Watcher>>,
+    fetcher: Fetcher,
+    store: Store,
+    deliverer: Deliverer,
+}
+
+impl Control {
+    async fn handle(self, request: Request) -> Result<serde_json::Value, String> {
+        let output = match request {
+            Request::Deliveries => to_json(Deliveries::read(&self.store)),
+            Request::Replay { event_ids, dead } => {
+                let replayed = Replayed::run(&self.store, &event_ids, dead, Utc::now());
+                self.deliverer.wake();
+                to_json(replayed)
+            }
+            Request::Once { watchers } => {
+                let selected = if watchers.is_empty() {
+                    self.watchers.clone()
+                } else {
+                    let mut selected = Vec::new();
+                    for name in &watchers {
+                        match self.watchers.iter().find(|w| &w.name == name) {
+                            Some(w) => selected.push(w.clone()),
+                            None => {
+                                return Err(format!("the running daemon has no watcher `{name}`"));
+                            }
+                        }
+                    }
+                    selected
+                };
+                let checks =
+                    check_all(&selected, &self.fetcher, &self.store, MAX_CONCURRENT_CHECKS).await;
+                self.deliverer.wake();
+                to_json(Ok::<_, StoreError>(OnceReport {
+                    checks,
+                    deliveries: None,
+                    queued: self.store.pending_count(),
+                }))
+            }
+        };
+        output.map_err(|err| err.to_string())
+    }
+}
+
+fn to_json<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<serde_json::Value, anyhow::Error> {
+    let value = result.map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok(serde_json::to_value(value)?)
 }
 
 fn until(at: DateTime<Utc>) -> Duration {

@@ -122,7 +122,7 @@ pub enum Attempted {
 }
 
 /// What `deliver_due` did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub delivered: usize,
     pub retrying: usize,

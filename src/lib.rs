@@ -7,11 +7,13 @@
 pub mod check;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod report;
 pub mod schedule;
 pub mod sign;
 pub mod store;

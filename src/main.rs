@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pagehook::commands::{self, EXIT_CONFIG};
+use pagehook::commands::{self, EXIT_CONFIG, Show};
 use pagehook::daemon;
 
 /// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
@@ -48,11 +48,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List queued deliveries and dead letters, with each one's last error.
+    #[command(
+        after_help = "Examples:\n  pagehook deliveries --dead\n  pagehook deliveries --json | jq .history"
+    )]
+    Deliveries {
+        /// Only the deliveries waiting for their next attempt.
+        #[arg(long, conflicts_with = "dead")]
+        pending: bool,
+        /// Only the dead letters: deliveries whose retries ran out.
+        #[arg(long)]
+        dead: bool,
+        /// One JSON object per delivery per line, with its attempt history.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue events again, with their original webhook-id, so receivers can deduplicate.
+    #[command(
+        after_help = "Examples:\n  pagehook replay evt_0193a6f2c1d87e40a1b2c3d4e5f60718\n  pagehook replay --dead"
+    )]
+    Replay {
+        /// Events to send again, dead or still queued.
+        #[arg(required_unless_present = "dead")]
+        event_ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        dead: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Check | Command::Test { .. });
+    let quiet = !matches!(cli.command, Command::Run | Command::Once { .. });
     init_tracing(if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -67,6 +94,21 @@ fn main() -> ExitCode {
             Command::Once { watchers } => commands::once(&cli.config, &watchers).await,
             Command::Check => commands::check_config(&cli.config),
             Command::Test { watchers, json } => commands::test(&cli.config, &watchers, json).await,
+            Command::Deliveries {
+                pending,
+                dead,
+                json,
+            } => {
+                let show = match (pending, dead) {
+                    (true, _) => Show::Pending,
+                    (_, true) => Show::Dead,
+                    _ => Show::All,
+                };
+                commands::deliveries(&cli.config, show, json).await
+            }
+            Command::Replay { event_ids, dead } => {
+                commands::replay(&cli.config, &event_ids, dead).await
+            }
         }
     })
 }

@@ -157,6 +157,7 @@ impl Received {
 struct Log {
     requests: Mutex<Vec<Received>>,
     status: Mutex<u16>,
+    retry_after: Mutex<Option<String>>,
     arrived: Notify,
 }
 
@@ -180,7 +181,12 @@ impl Receiver {
                     body,
                 });
                 log.arrived.notify_waiters();
-                StatusCode::from_u16(status).unwrap()
+                let mut answer = HeaderMap::new();
+                if let Some(after) = log.retry_after.lock().unwrap().as_deref() {
+                    answer.insert("retry-after", after.parse().unwrap());
+                }
+                let body = format!("receiver answered {status}");
+                (StatusCode::from_u16(status).unwrap(), answer, body)
             },
         );
         let addr = serve(router.with_state(log.clone())).await;
@@ -193,6 +199,11 @@ impl Receiver {
 
     pub fn answer(&self, status: u16) {
         *self.log.status.lock().unwrap() = status;
+    }
+
+    /// Send `Retry-After: value` with every answer from now on.
+    pub fn retry_after(&self, value: &str) {
+        *self.log.retry_after.lock().unwrap() = Some(value.to_owned());
     }
 
     pub fn requests(&self) -> Vec<Received> {

@@ -3,5 +3,6 @@
 
 mod cli;
 mod daemon;
+mod delivery;
 mod fixtures;
 mod pipeline;

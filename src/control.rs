@@ -1,0 +1,246 @@
+//! The control socket: how CLI commands reach a running daemon, which owns the store.
+//!
+//! `control.sock` lives in the state directory with mode 0600, so only the daemon's user can
+//! use it. One connection carries one request line of JSON and gets one response line back.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+const SOCKET: &str = "control.sock";
+/// A request line longer than this is not one of ours.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a client waits for the daemon; `once` may run checks for a while.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a command asks of the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Deliveries,
+    Replay { event_ids: Vec<String>, dead: bool },
+    Once { watchers: Vec<String> },
+}
+
+/// `{"ok": true, "output": ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Response {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Response {
+    fn from(result: Result<Value, String>) -> Self {
+        match result {
+            Ok(output) => Response {
+                ok: true,
+                output: Some(output),
+                error: None,
+            },
+            Err(error) => Response {
+                ok: false,
+                output: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the running daemon refused: {0}")]
+    Refused(String),
+    #[error("cannot talk to the running daemon at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the running daemon sent an answer this pagehook cannot read: {0}")]
+    Protocol(#[from] serde_json::Error),
+    #[error("the running daemon did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET)
+}
+
+/// Send `request` to the daemon serving `state_dir`. `Ok(None)` means no daemon is listening
+/// (no socket, or a stale one left by a crash), so the caller may open the store itself.
+pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Value>, ControlError> {
+    let path = socket_path(state_dir);
+    let io = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let stream = match UnixStream::connect(&path).await {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(err) => return Err(io(err)),
+    };
+    let exchange = async {
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        write.write_all(&line).await.map_err(io)?;
+        let mut answer = String::new();
+        BufReader::new(read)
+            .read_line(&mut answer)
+            .await
+            .map_err(io)?;
+        let response: Response = serde_json::from_str(&answer)?;
+        match response.ok {
+            true => Ok(Some(response.output.unwrap_or_default())),
+            false => Err(ControlError::Refused(response.error.unwrap_or_default())),
+        }
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ControlError::Timeout(CLIENT_TIMEOUT))?
+}
+
+/// Serve the control socket until `shutdown`, answering each request with `handle`. The
+/// caller owns the store's lock, so a socket file left behind by a crash is safe to replace.
+pub async fn serve<H, F>(
+    state_dir: &Path,
+    handle: H,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    H: Fn(Request) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Value, String>> + Send + 'static,
+{
+    let path = socket_path(state_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => debug!(path = %path.display(), "removed a stale control socket"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let handle = Arc::new(handle);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(answer(stream, handle.clone()));
+                }
+                Err(err) => warn!(error = %err, "control socket accept failed"),
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn answer<H, F>(stream: UnixStream, handle: Arc<H>)
+where
+    H: Fn(Request) -> F,
+    F: Future<Output = Result<Value, String>>,
+{
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let result = match tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_REQUEST)
+        .read_line(&mut line)
+        .await
+    {
+        Err(err) => Err(format!("cannot read the request: {err}")),
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Err(err) => Err(format!(
+                "unknown request (is the CLI a different version?): {err}"
+            )),
+            Ok(request) => handle(request).await,
+        },
+    };
+    let response = Response::from(result);
+    let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
+    bytes.push(b'\n');
+    if let Err(err) = write.write_all(&bytes).await {
+        debug!(error = %err, "control client went away before the answer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_request_reaches_the_handler_and_its_answer_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            call(dir.path(), &Request::Deliveries)
+                .await
+                .unwrap()
+                .is_none(),
+            "no daemon, no answer"
+        );
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let dir = dir.path().to_owned();
+            let shutdown = shutdown.clone();
+            async move {
+                serve(
+                    &dir,
+                    |request| async move {
+                        match request {
+                            Request::Replay { event_ids, .. } if event_ids.is_empty() => {
+                                Err("nothing to replay".to_string())
+                            }
+                            other => Ok(json!({ "echo": other })),
+                        }
+                    },
+                    shutdown,
+                )
+                .await
+            }
+        });
+        let path = socket_path(dir.path());
+        while !path.exists() {
+            tokio::task::yield_now().await;
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let answer = call(dir.path(), &Request::Deliveries).await.unwrap();
+        assert_eq!(answer, Some(json!({"echo": {"command": "deliveries"}})));
+        let refused = call(
+            dir.path(),
+            &Request::Replay {
+                event_ids: vec![],
+                dead: false,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(refused, ControlError::Refused(ref e) if e == "nothing to replay"));
+
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+        assert!(!path.exists(), "the socket is removed on shutdown");
+    }
+}
