@@ -26,7 +26,11 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
     shop.set("/widget", product("Widget", "$10.00", 5));
     // jitter 0 keeps the watcher on whole seconds, so the test waits at most ~1 s per check.
     let watcher = widget_watcher(&shop, "w", "/widget", "every 1s") + "jitter = \"0s\"\n";
-    let setup = Setup::new(&receiver, r#"["300ms", "300ms", "300ms", "300ms", "300ms"]"#, &watcher);
+    let setup = Setup::new(
+        &receiver,
+        r#"["300ms", "300ms", "300ms", "300ms", "300ms"]"#,
+        &watcher,
+    );
     receiver.answer(503);
 
     let (stop, daemon) = start(&setup).await;

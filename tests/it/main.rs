@@ -2,6 +2,7 @@
 //! fixtures.
 
 mod cli;
+mod crash;
 mod daemon;
 mod delivery;
 mod fixtures;
