@@ -12,6 +12,7 @@ use crate::check::{Outcome, check, probe};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
+use crate::status::{self, HistoryError};
 use crate::store::Store;
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
@@ -172,5 +173,76 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Open the state directory for a read-only report. A running daemon holds the store; the
+/// error then says so plainly.
+fn open_store(config: &Config, command: &str) -> Result<Store, ExitCode> {
+    Store::open(&config.state_dir).map_err(|err| {
+        eprintln!("pagehook {command}: {err}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `pagehook status [--json]`
+pub fn status(path: &Path, as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let store = match open_store(&config, "status") {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match status::status(&store, &config.watchers, chrono::Utc::now()) {
+        Ok(report) if as_json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("plain data")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", status::render_status(&report));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pagehook status: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagehook history WATCHER [--limit N] [--json]`
+pub fn history(path: &Path, watcher: &str, limit: usize, as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let store = match open_store(&config, "history") {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match status::history(&store, &config.watchers, watcher, limit) {
+        Ok(report) if as_json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("plain data")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", status::render_history(&report));
+            ExitCode::SUCCESS
+        }
+        Err(err @ HistoryError::Unknown(_)) => {
+            eprintln!("pagehook history: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("pagehook history: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,20 +1,27 @@
-//! `pagehook run`: the scheduler and the delivery worker, until the shutdown token fires.
+//! `pagehook run`: the scheduler and the delivery worker, until the shutdown token fires;
+//! SIGHUP reloads the config, systemd hears READY, STATUS and watchdog pings.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::admin::{self, AdminState, Health, Part};
 use crate::check::{Outcome, check};
-use crate::config::{Config, Watcher};
+use crate::config::{self, Config, Watcher};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
+use crate::status;
 use crate::store::Store;
 
 /// Checks in flight at once; the rest wait their turn rather than pile onto the network.
@@ -22,12 +29,35 @@ pub const MAX_CONCURRENT_CHECKS: usize = 32;
 /// How long in-flight checks and deliveries get to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
-/// Run the daemon until `shutdown` is cancelled, then drain and flush.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// How often the STATUS= line is refreshed (and, at most, the watchdog interval).
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+/// Run the daemon until `shutdown` is cancelled, then drain and flush. `path` is the config
+/// file, read again on SIGHUP.
+pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir)?;
     let fetcher = Fetcher::new().context("cannot build the HTTP client")?;
     let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())
         .context("cannot build the webhook client")?;
+    // Subscribed before anything runs, so a SIGHUP from now on reloads instead of killing us.
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let stop = shutdown.child_token();
+    let health = Health::default();
+    let names = Arc::new(RwLock::new(watcher_names(&config.watchers)));
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on admin_listen {addr}"))?;
+            let state = AdminState {
+                store: store.clone(),
+                health: health.clone(),
+                watchers: names.clone(),
+            };
+            Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
+        }
+        None => None,
+    };
     info!(
         watchers = config.watchers.len(),
         webhooks = config.webhooks.len(),
@@ -35,72 +65,292 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "pagehook running"
     );
 
-    let worker = tokio::spawn({
-        let deliverer = deliverer.clone();
-        let shutdown = shutdown.clone();
-        async move { deliverer.run(shutdown, DRAIN).await }
+    let mut worker = tokio::spawn({
+        let (deliverer, stop) = (deliverer.clone(), stop.clone());
+        let alive = health.alive(Part::Delivery);
+        async move {
+            let _alive = alive;
+            deliverer.run(stop, DRAIN).await
+        }
     });
-    let scheduler = Scheduler {
-        watchers: config.watchers,
-        fetcher,
-        store: store.clone(),
-        deliverer,
+    let (reloads, reloaded) = mpsc::channel(1);
+    let mut scheduler = tokio::spawn({
+        let scheduler = Scheduler::new(fetcher, store.clone(), deliverer.clone());
+        let (watchers, stop) = (config.watchers.clone(), stop.clone());
+        let alive = health.alive(Part::Scheduler);
+        async move {
+            let _alive = alive;
+            scheduler.run(watchers, reloaded, stop).await
+        }
+    });
+
+    let mut current = config;
+    notify(&[NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled();
+    // Half the watchdog timeout, as sd_watchdog_enabled(3) advises: one late tick is no restart.
+    let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
+    let mut tick = tokio::time::interval(every);
+    let early_exit = loop {
+        tokio::select! {
+            _ = stop.cancelled() => break None,
+            _ = hangups.recv() => {
+                reload(&path, &mut current, &deliverer, &reloads, &names).await;
+                report_status(&store, &current.watchers);
+            }
+            _ = tick.tick() => {
+                if watchdog.is_some() {
+                    notify(&[NotifyState::Watchdog]);
+                }
+                report_status(&store, &current.watchers);
+            }
+            done = &mut scheduler => break Some(("scheduler", done.map(|r| r.err()))),
+            done = &mut worker => break Some(("delivery worker", done.map(|()| None))),
+        }
     };
-    scheduler.run(shutdown).await?;
+    notify(&[NotifyState::Stopping]);
+    stop.cancel();
+    if let Some((part, result)) = early_exit {
+        // Whatever stopped the part, the daemon cannot do its job: exit non-zero so that
+        // Restart=on-failure brings it back.
+        let cause = match result {
+            Ok(Some(err)) => format!("{err:#}"),
+            Ok(None) => "it returned".to_owned(),
+            Err(join) => join.to_string(),
+        };
+        let _ = tokio::time::timeout(DRAIN, async {
+            let _ = (&mut scheduler).await;
+            let _ = (&mut worker).await;
+        })
+        .await;
+        store.flush().await?;
+        anyhow::bail!("the {part} stopped unexpectedly: {cause}");
+    }
+    scheduler.await.context("scheduler panicked")??;
     worker.await.context("delivery worker panicked")?;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     store.flush().await?;
     info!("pagehook stopped");
     Ok(())
 }
 
+fn watcher_names(watchers: &[Arc<Watcher>]) -> Vec<String> {
+    watchers.iter().map(|w| w.name.clone()).collect()
+}
+
+fn notify(state: &[NotifyState]) {
+    if let Err(err) = sd_notify::notify(state) {
+        debug!(error = %err, "cannot notify systemd");
+    }
+}
+
+/// Tell systemd what `systemctl status` should show under the unit.
+fn report_status(store: &Store, watchers: &[Arc<Watcher>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    match status::status(store, watchers, Utc::now()) {
+        Ok(report) => notify(&[NotifyState::Status(&report.summary())]),
+        Err(err) => debug!(error = %err, "cannot build the status line"),
+    }
+}
+
+/// SIGHUP: read the config again and hand it to the scheduler and the delivery worker. A file
+/// that does not validate changes nothing.
+async fn reload(
+    path: &Path,
+    current: &mut Config,
+    deliverer: &Deliverer,
+    reloads: &mpsc::Sender<Vec<Arc<Watcher>>>,
+    names: &RwLock<Vec<String>>,
+) {
+    notify(&[NotifyState::Reloading]);
+    info!(config = %path.display(), "SIGHUP: reloading the config");
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            for diagnostic in &err.errors {
+                error!(problem = %diagnostic, "invalid config");
+            }
+            error!(
+                errors = err.errors.len(),
+                "reload rejected; still running the previous config"
+            );
+            let line = format!(
+                "reload rejected ({} errors in {}); running the previous config",
+                err.errors.len(),
+                path.display()
+            );
+            notify(&[NotifyState::Ready, NotifyState::Status(&line)]);
+            return;
+        }
+    };
+    for warning in &loaded.warnings {
+        warn!(problem = %warning.as_warning(), "config warning");
+    }
+    let mut new = loaded.config;
+    // Both are bound at start-up: the store is open and the port is listening.
+    if new.state_dir != current.state_dir {
+        warn!(state_dir = %new.state_dir.display(), "state_dir changed; it takes effect at the next restart");
+        new.state_dir = current.state_dir.clone();
+    }
+    if new.admin_listen != current.admin_listen {
+        warn!("admin_listen changed; it takes effect at the next restart");
+        new.admin_listen = current.admin_listen;
+    }
+    deliverer.set_webhooks(new.webhooks.clone());
+    if reloads.send(new.watchers.clone()).await.is_err() {
+        // The scheduler is gone; the main loop notices on its next turn.
+        return;
+    }
+    *names.write().expect("watcher names") = watcher_names(&new.watchers);
+    *current = new;
+    notify(&[NotifyState::Ready]);
+}
+
+/// How a reload changes the running watchers.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    added: Vec<String>,
+    removed: Vec<String>,
+    /// Changed, and whether its next run must be computed again (schedule or jitter moved).
+    changed: Vec<(String, bool)>,
+    unchanged: Vec<String>,
+}
+
+fn plan(old: &BTreeMap<String, Arc<Watcher>>, new: &[Arc<Watcher>]) -> Plan {
+    let mut plan = Plan::default();
+    for watcher in new {
+        match old.get(&watcher.name) {
+            None => plan.added.push(watcher.name.clone()),
+            // The compiled watcher has no PartialEq (selectors, regexes); its Debug form spells
+            // out every setting, so equal text means an equal definition.
+            Some(before) if format!("{before:?}") == format!("{watcher:?}") => {
+                plan.unchanged.push(watcher.name.clone())
+            }
+            Some(before) => {
+                let reschedule =
+                    before.schedule != watcher.schedule || before.offset != watcher.offset;
+                plan.changed.push((watcher.name.clone(), reschedule));
+            }
+        }
+    }
+    let kept: HashSet<&str> = new.iter().map(|w| w.name.as_str()).collect();
+    plan.removed = old
+        .keys()
+        .filter(|name| !kept.contains(name.as_str()))
+        .cloned()
+        .collect();
+    plan
+}
+
 struct Scheduler {
-    watchers: Vec<Arc<Watcher>>,
+    watchers: BTreeMap<String, Arc<Watcher>>,
+    /// Due times, earliest first; `next` says where each watcher sits in it.
+    queue: BTreeSet<(DateTime<Utc>, String)>,
+    next: HashMap<String, DateTime<Utc>>,
     fetcher: Fetcher,
     store: Store,
     deliverer: Deliverer,
 }
 
 impl Scheduler {
-    async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let now = Utc::now();
-        let mut queue = BTreeSet::new();
-        for (index, watcher) in self.watchers.iter().enumerate() {
-            let last = self.store.watcher_state(&watcher.name)?.last_check;
-            // After downtime a watcher runs once now, not once per slot it missed.
-            let first = if watcher.schedule.is_overdue(last, now, watcher.offset) {
-                now
-            } else {
-                watcher.schedule.next_after(now, watcher.offset)
-            };
-            queue.insert((first, index));
+    fn new(fetcher: Fetcher, store: Store, deliverer: Deliverer) -> Self {
+        Scheduler {
+            watchers: BTreeMap::new(),
+            queue: BTreeSet::new(),
+            next: HashMap::new(),
+            fetcher,
+            store,
+            deliverer,
         }
+    }
 
+    /// When a watcher (new to this scheduler) runs first: after downtime, once now rather than
+    /// once per slot it missed.
+    fn first_run(&self, watcher: &Watcher, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+        let last = self.store.watcher_state(&watcher.name)?.last_check;
+        Ok(if watcher.schedule.is_overdue(last, now, watcher.offset) {
+            now
+        } else {
+            watcher.schedule.next_after(now, watcher.offset)
+        })
+    }
+
+    fn enqueue(&mut self, name: &str, at: DateTime<Utc>) {
+        if let Some(old) = self.next.insert(name.to_owned(), at) {
+            self.queue.remove(&(old, name.to_owned()));
+        }
+        self.queue.insert((at, name.to_owned()));
+    }
+
+    fn apply(&mut self, watchers: Vec<Arc<Watcher>>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let plan = plan(&self.watchers, &watchers);
+        for name in &plan.removed {
+            self.watchers.remove(name);
+            if let Some(at) = self.next.remove(name) {
+                self.queue.remove(&(at, name.clone()));
+            }
+        }
+        let mut rescheduled = Vec::new();
+        for watcher in watchers {
+            let name = watcher.name.clone();
+            self.watchers.insert(name.clone(), watcher);
+            let fresh = plan.added.contains(&name)
+                || plan.changed.iter().any(|(n, moved)| *n == name && *moved);
+            if fresh {
+                rescheduled.push(name);
+            }
+        }
+        for name in rescheduled {
+            let at = self.first_run(&self.watchers[&name], now)?;
+            self.enqueue(&name, at);
+        }
+        info!(
+            added = plan.added.len(),
+            removed = plan.removed.len(),
+            changed = plan.changed.len(),
+            unchanged = plan.unchanged.len(),
+            "watchers loaded"
+        );
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        watchers: Vec<Arc<Watcher>>,
+        mut reloads: mpsc::Receiver<Vec<Arc<Watcher>>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.apply(watchers, Utc::now())?;
         let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut checks = JoinSet::new();
         let mut running = HashSet::new();
         loop {
-            let wait = queue
+            let wait = self
+                .queue
                 .first()
                 .map_or(Duration::from_secs(3600), |(at, _)| until(*at));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(watchers) = reloads.recv() => self.apply(watchers, Utc::now())?,
                 Some(done) = checks.join_next(), if !checks.is_empty() => {
                     running.remove(&done.context("a check panicked")?);
                 }
                 _ = tokio::time::sleep(wait) => {
                     let now = Utc::now();
-                    while let Some(&(at, index)) = queue.first() {
+                    while let Some((at, name)) = self.queue.first().cloned() {
                         if at > now {
                             break;
                         }
-                        queue.pop_first();
-                        let watcher = &self.watchers[index];
-                        queue.insert((watcher.schedule.next_after(now, watcher.offset), index));
-                        if !running.insert(index) {
-                            debug!(watcher = watcher.name.as_str(), "previous check still running; slot skipped");
+                        let watcher = self.watchers[&name].clone();
+                        self.enqueue(&name, watcher.schedule.next_after(now, watcher.offset));
+                        if !running.insert(name.clone()) {
+                            debug!(watcher = name.as_str(), "previous check still running; slot skipped");
                             continue;
                         }
-                        checks.spawn(self.check_task(index, slots.clone()));
+                        checks.spawn(self.check_task(watcher, slots.clone()));
                     }
                 }
             }
@@ -120,10 +370,9 @@ impl Scheduler {
 
     fn check_task(
         &self,
-        index: usize,
+        watcher: Arc<Watcher>,
         slots: Arc<Semaphore>,
-    ) -> impl Future<Output = usize> + Send + 'static {
-        let watcher = self.watchers[index].clone();
+    ) -> impl Future<Output = String> + Send + 'static {
         let (fetcher, store, deliverer) = (
             self.fetcher.clone(),
             self.store.clone(),
@@ -134,7 +383,7 @@ impl Scheduler {
             if let Outcome::Changed { .. } = check(&watcher, &fetcher, &store).await {
                 deliverer.wake();
             }
-            index
+            watcher.name.clone()
         }
     }
 }
@@ -148,7 +397,6 @@ pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
@@ -167,4 +415,67 @@ pub fn shutdown_on_signals() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    struct NoEnv;
+    impl config::Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn watchers(tables: &str) -> Vec<Arc<Watcher>> {
+        let text = format!(
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n{tables}"
+        );
+        config::parse(&text, Path::new("w.toml"), &NoEnv)
+            .unwrap()
+            .config
+            .watchers
+    }
+
+    fn watcher(name: &str, schedule: &str, css: &str) -> String {
+        format!(
+            "[[watchers]]\nname = \"{name}\"\nurl = \"https://s.example/{name}\"\nschedule = \"{schedule}\"\nfields.p = {{ css = \"{css}\" }}\n"
+        )
+    }
+
+    #[test]
+    fn a_reload_plan_sorts_watchers_by_what_happened_to_them() {
+        let old: BTreeMap<String, Arc<Watcher>> = watchers(
+            &[
+                watcher("same", "every 5m", ".p"),
+                watcher("selector", "every 5m", ".p"),
+                watcher("schedule", "every 5m", ".p"),
+                watcher("gone", "every 5m", ".p"),
+            ]
+            .concat(),
+        )
+        .into_iter()
+        .map(|w| (w.name.clone(), w))
+        .collect();
+        let new = watchers(
+            &[
+                watcher("same", "every 5m", ".p"),
+                watcher("selector", "every 5m", ".price"),
+                watcher("schedule", "every 1h", ".p"),
+                watcher("new", "every 5m", ".p"),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            plan(&old, &new),
+            Plan {
+                added: vec!["new".into()],
+                removed: vec!["gone".into()],
+                changed: vec![("selector".into(), false), ("schedule".into(), true)],
+                unchanged: vec!["same".into()],
+            }
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! only after a 2xx.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::header::CONTENT_TYPE;
@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Webhook;
 use crate::fetch::{USER_AGENT, error_chain};
+use crate::metrics;
 use crate::sign::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
 use crate::store::{Delivery, OutboxKey, Store};
 
@@ -47,7 +48,8 @@ pub struct Deliverer {
 struct Inner {
     client: reqwest::Client,
     store: Store,
-    webhooks: BTreeMap<String, Arc<Webhook>>,
+    // Swapped whole on reload; an attempt clones the one Arc it needs and lets go.
+    webhooks: RwLock<BTreeMap<String, Arc<Webhook>>>,
     wake: Notify,
     slots: Semaphore,
     // A std mutex: held for a set insert or remove, never across an await.
@@ -69,12 +71,19 @@ impl Deliverer {
             inner: Arc::new(Inner {
                 client,
                 store,
-                webhooks,
+                webhooks: RwLock::new(webhooks),
                 wake: Notify::new(),
                 slots: Semaphore::new(MAX_IN_FLIGHT),
                 in_flight: Mutex::new(HashSet::new()),
             }),
         })
+    }
+
+    /// Deliver with these endpoints from now on (a reloaded config). Attempts already in flight
+    /// finish with the settings they started with.
+    pub fn set_webhooks(&self, webhooks: BTreeMap<String, Arc<Webhook>>) {
+        *self.inner.webhooks.write().expect("webhooks lock") = webhooks;
+        self.wake();
     }
 
     /// Tell the worker that new entries were committed.
@@ -170,7 +179,13 @@ impl Deliverer {
 
     async fn attempt(&self, key: &OutboxKey, mut delivery: Delivery) -> Attempt {
         let inner = &self.inner;
-        let Some(hook) = inner.webhooks.get(&delivery.webhook) else {
+        let hook = inner
+            .webhooks
+            .read()
+            .expect("webhooks lock")
+            .get(&delivery.webhook)
+            .cloned();
+        let Some(hook) = hook else {
             warn!(
                 event_id = delivery.event_id.as_str(),
                 webhook = delivery.webhook.as_str(),
@@ -185,6 +200,7 @@ impl Deliverer {
             return Attempt::Failed;
         };
         let _slot = inner.slots.acquire().await.expect("semaphore never closed");
+        let started = Instant::now();
         let timestamp = Utc::now().timestamp();
         let signature = sign(
             &hook.secrets,
@@ -205,6 +221,8 @@ impl Deliverer {
             .send()
             .await;
         delivery.attempts += 1;
+        let ok = matches!(&sent, Ok(response) if response.status().is_success());
+        metrics::delivery_finished(&hook.name, ok, started.elapsed());
         let failure = match sent {
             Ok(response) if response.status().is_success() => {
                 info!(

@@ -56,6 +56,20 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// One recorded set of values: a baseline or a change. Unchanged checks add nothing, so the
+/// history reads as the values' own timeline rather than a log of every fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub checked_at: DateTime<Utc>,
+    /// "baseline" or "changed".
+    pub kind: String,
+    /// The fields that changed (empty for a baseline).
+    pub changed: Vec<String>,
+    /// The event this change produced, if any.
+    pub event_id: Option<String>,
+    pub values: Values,
+}
+
 /// Where an outbox entry sits: ordered by due time so "what is due" is one range scan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OutboxKey(Vec<u8>);
@@ -82,6 +96,15 @@ pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     outbox: sled::Tree,
+    history: sled::Tree,
+}
+
+/// A history key: the watcher, then time and a store-wide id, so one prefix scan lists a
+/// watcher's entries oldest first.
+fn history_prefix(watcher: &str) -> Vec<u8> {
+    let mut key = watcher.as_bytes().to_vec();
+    key.push(0);
+    key
 }
 
 impl Store {
@@ -102,6 +125,7 @@ impl Store {
         Ok(Store {
             state: db.open_tree("state")?,
             outbox: db.open_tree("outbox")?,
+            history: db.open_tree("history")?,
             db,
         })
     }
@@ -138,6 +162,88 @@ impl Store {
         if !deliveries.is_empty() {
             self.db.flush_async().await?;
         }
+        Ok(())
+    }
+
+    /// `commit`, also recording `entry` in the watcher's history in the same transaction, then
+    /// dropping its oldest entries beyond `limit`. Trimming happens after the commit: it only
+    /// bounds the history's size, so a crash between the two costs nothing.
+    pub async fn commit_recorded(
+        &self,
+        watcher: &str,
+        state: &WatcherState,
+        deliveries: &[Delivery],
+        entry: &HistoryEntry,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        if limit == 0 {
+            return self.commit(watcher, state, deliveries).await;
+        }
+        let state_bytes = serde_json::to_vec(state)?;
+        let entry_bytes = serde_json::to_vec(entry)?;
+        let mut entry_key = history_prefix(watcher);
+        entry_key.extend_from_slice(&due_prefix(entry.checked_at));
+        entry_key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        let entries = deliveries
+            .iter()
+            .map(|d| Ok((OutboxKey::new(d), serde_json::to_vec(d)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        (&self.state, &self.outbox, &self.history)
+            .transaction(|(state_tree, outbox_tree, history_tree)| {
+                state_tree.insert(watcher.as_bytes(), state_bytes.as_slice())?;
+                for (key, bytes) in &entries {
+                    outbox_tree.insert(key.0.as_slice(), bytes.as_slice())?;
+                }
+                history_tree.insert(entry_key.as_slice(), entry_bytes.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(unabort)?;
+        self.trim_history(watcher, limit)?;
+        if !deliveries.is_empty() {
+            self.db.flush_async().await?;
+        }
+        Ok(())
+    }
+
+    fn trim_history(&self, watcher: &str, limit: usize) -> Result<(), StoreError> {
+        let prefix = history_prefix(watcher);
+        let excess = self
+            .history
+            .scan_prefix(&prefix)
+            .count()
+            .saturating_sub(limit);
+        for key in self.history.scan_prefix(&prefix).keys().take(excess) {
+            self.history.remove(key?)?;
+        }
+        Ok(())
+    }
+
+    /// A watcher's recorded values, newest first, at most `limit` of them.
+    pub fn history(&self, watcher: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history
+            .scan_prefix(history_prefix(watcher))
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    /// Names of every watcher the store has state for, including ones since removed from the
+    /// config (their state is kept in case they come back).
+    pub fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
+        self.state
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Prove the store still takes writes, down to the disk: what /healthz reports.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        self.db
+            .insert("healthz", Utc::now().to_rfc3339().as_bytes())?;
+        self.db.flush_async().await?;
         Ok(())
     }
 
@@ -296,6 +402,58 @@ mod tests {
         store.delivered(key).unwrap();
         assert!(store.due(now, |_| false).unwrap().is_empty());
         assert_eq!(store.pending().unwrap().len(), 2);
+    }
+
+    fn entry(kind: &str, price: &str) -> HistoryEntry {
+        HistoryEntry {
+            checked_at: Utc::now(),
+            kind: kind.into(),
+            changed: vec![],
+            event_id: None,
+            values: [("price".to_string(), json!(price))].into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn history_is_newest_first_per_watcher_and_trimmed_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = WatcherState::default();
+        for price in ["1", "2", "3", "4"] {
+            store
+                .commit_recorded("w", &state, &[], &entry("changed", price), 3)
+                .await
+                .unwrap();
+        }
+        store
+            .commit_recorded("w-2", &state, &[], &entry("baseline", "9"), 3)
+            .await
+            .unwrap();
+        let prices = |list: Vec<HistoryEntry>| -> Vec<String> {
+            list.iter()
+                .map(|e| e.values["price"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(prices(store.history("w", 10).unwrap()), ["4", "3", "2"]);
+        assert_eq!(prices(store.history("w", 1).unwrap()), ["4"]);
+        assert_eq!(
+            prices(store.history("w-2", 10).unwrap()),
+            ["9"],
+            "a name that extends another is its own watcher"
+        );
+        assert!(store.history("x", 10).unwrap().is_empty());
+
+        store
+            .commit_recorded("w", &state, &[], &entry("changed", "5"), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            prices(store.history("w", 10).unwrap()),
+            ["4", "3", "2"],
+            "limit 0 records nothing"
+        );
+        assert_eq!(store.known_watchers().unwrap(), ["w", "w-2"]);
+        store.probe_writable().await.unwrap();
     }
 
     #[test]
