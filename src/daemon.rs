@@ -85,52 +85,60 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
     });
 
     let mut current = config;
+    // Shown in STATUS= until a reload succeeds, so `systemctl status` tells why edits are ignored.
+    let mut rejected: Option<String> = None;
     notify(&[NotifyState::Ready]);
     let watchdog = sd_notify::watchdog_enabled();
     // Half the watchdog timeout, as sd_watchdog_enabled(3) advises: one late tick is no restart.
     let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
     let mut tick = tokio::time::interval(every);
-    let early_exit = loop {
+    // A part that ends before `stop` is a fault; after it, the normal end of a drain.
+    let (mut scheduler_done, mut worker_done) = (None, None);
+    loop {
         tokio::select! {
-            _ = stop.cancelled() => break None,
+            biased;
+            _ = stop.cancelled() => break,
+            done = &mut scheduler => {
+                scheduler_done = Some(done);
+                break;
+            }
+            done = &mut worker => {
+                worker_done = Some(done);
+                break;
+            }
             _ = hangups.recv() => {
-                reload(&path, &mut current, &deliverer, &reloads, &names).await;
-                report_status(&store, &current.watchers);
+                rejected = reload(&path, &mut current, &deliverer, &reloads, &names).await.err();
+                report_status(&store, &current.watchers, rejected.as_deref());
             }
             _ = tick.tick() => {
                 if watchdog.is_some() {
                     notify(&[NotifyState::Watchdog]);
                 }
-                report_status(&store, &current.watchers);
+                report_status(&store, &current.watchers, rejected.as_deref());
             }
-            done = &mut scheduler => break Some(("scheduler", done.map(|r| r.err()))),
-            done = &mut worker => break Some(("delivery worker", done.map(|()| None))),
         }
-    };
-    notify(&[NotifyState::Stopping]);
-    stop.cancel();
-    if let Some((part, result)) = early_exit {
-        // Whatever stopped the part, the daemon cannot do its job: exit non-zero so that
-        // Restart=on-failure brings it back.
-        let cause = match result {
-            Ok(Some(err)) => format!("{err:#}"),
-            Ok(None) => "it returned".to_owned(),
-            Err(join) => join.to_string(),
-        };
-        let _ = tokio::time::timeout(DRAIN, async {
-            let _ = (&mut scheduler).await;
-            let _ = (&mut worker).await;
-        })
-        .await;
-        store.flush().await?;
-        anyhow::bail!("the {part} stopped unexpectedly: {cause}");
     }
-    scheduler.await.context("scheduler panicked")??;
-    worker.await.context("delivery worker panicked")?;
+    notify(&[NotifyState::Stopping]);
+    let unexpected = !stop.is_cancelled();
+    stop.cancel();
+    let scheduler_done = match scheduler_done {
+        Some(done) => done,
+        None => scheduler.await,
+    };
+    let worker_done = match worker_done {
+        Some(done) => done,
+        None => worker.await,
+    };
     if let Some(admin) = admin {
         let _ = admin.await;
     }
     store.flush().await?;
+    scheduler_done.context("the scheduler panicked")??;
+    worker_done.context("the delivery worker panicked")?;
+    if unexpected {
+        // Exit non-zero so that Restart=on-failure brings the daemon back.
+        anyhow::bail!("the scheduler or the delivery worker stopped unexpectedly");
+    }
     info!("pagehook stopped");
     Ok(())
 }
@@ -146,26 +154,35 @@ fn notify(state: &[NotifyState]) {
 }
 
 /// Tell systemd what `systemctl status` should show under the unit.
-fn report_status(store: &Store, watchers: &[Arc<Watcher>]) {
+fn report_status(store: &Store, watchers: &[Arc<Watcher>], rejected: Option<&str>) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
     match status::status(store, watchers, Utc::now()) {
-        Ok(report) => notify(&[NotifyState::Status(&report.summary())]),
+        Ok(report) => {
+            let mut line = report.summary();
+            if let Some(rejected) = rejected {
+                line = format!("{line}; {rejected}");
+            }
+            notify(&[NotifyState::Status(&line)]);
+        }
         Err(err) => debug!(error = %err, "cannot build the status line"),
     }
 }
 
 /// SIGHUP: read the config again and hand it to the scheduler and the delivery worker. A file
-/// that does not validate changes nothing.
+/// that does not validate changes nothing; the error says so in a line for STATUS=.
 async fn reload(
     path: &Path,
     current: &mut Config,
     deliverer: &Deliverer,
     reloads: &mpsc::Sender<Vec<Arc<Watcher>>>,
     names: &RwLock<Vec<String>>,
-) {
-    notify(&[NotifyState::Reloading]);
+) -> Result<(), String> {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
     info!(config = %path.display(), "SIGHUP: reloading the config");
     let loaded = match config::load(path) {
         Ok(loaded) => loaded,
@@ -177,13 +194,12 @@ async fn reload(
                 errors = err.errors.len(),
                 "reload rejected; still running the previous config"
             );
-            let line = format!(
-                "reload rejected ({} errors in {}); running the previous config",
+            notify(&[NotifyState::Ready]);
+            return Err(format!(
+                "last reload rejected ({} errors in {}), running the previous config",
                 err.errors.len(),
                 path.display()
-            );
-            notify(&[NotifyState::Ready, NotifyState::Status(&line)]);
-            return;
+            ));
         }
     };
     for warning in &loaded.warnings {
@@ -202,11 +218,12 @@ async fn reload(
     deliverer.set_webhooks(new.webhooks.clone());
     if reloads.send(new.watchers.clone()).await.is_err() {
         // The scheduler is gone; the main loop notices on its next turn.
-        return;
+        return Ok(());
     }
     *names.write().expect("watcher names") = watcher_names(&new.watchers);
     *current = new;
     notify(&[NotifyState::Ready]);
+    Ok(())
 }
 
 /// How a reload changes the running watchers.

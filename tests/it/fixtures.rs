@@ -157,6 +157,7 @@ impl Received {
 struct Log {
     requests: Mutex<Vec<Received>>,
     status: Mutex<u16>,
+    delay: Mutex<Duration>,
     arrived: Notify,
 }
 
@@ -174,12 +175,15 @@ impl Receiver {
         let router = Router::new().fallback(
             |State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes| async move {
                 let status = *log.status.lock().unwrap();
+                let delay = *log.delay.lock().unwrap();
                 log.requests.lock().unwrap().push(Received {
                     status,
                     headers,
                     body,
                 });
                 log.arrived.notify_waiters();
+                // Recorded on arrival, answered after the delay: a slow endpoint mid-request.
+                tokio::time::sleep(delay).await;
                 StatusCode::from_u16(status).unwrap()
             },
         );
@@ -193,6 +197,11 @@ impl Receiver {
 
     pub fn answer(&self, status: u16) {
         *self.log.status.lock().unwrap() = status;
+    }
+
+    /// Hold each answer this long after the request arrives.
+    pub fn answer_after(&self, delay: Duration) {
+        *self.log.delay.lock().unwrap() = delay;
     }
 
     pub fn requests(&self) -> Vec<Received> {
