@@ -118,7 +118,10 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             }
         }
     }
-    notify(&[NotifyState::Stopping]);
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping: draining checks and deliveries"),
+    ]);
     let unexpected = !stop.is_cancelled();
     stop.cancel();
     let scheduler_done = match scheduler_done {

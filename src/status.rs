@@ -47,10 +47,10 @@ impl StatusReport {
             .filter(|w| w.consecutive_failures > 0)
             .count();
         format!(
-            "watching {} pages, {} failing, {} deliveries queued",
-            self.watchers.len(),
+            "watching {}, {} failing, {} queued",
+            plural(self.watchers.len(), "page"),
             failing,
-            self.pending_deliveries
+            plural(self.pending_deliveries, "delivery")
         )
     }
 }
@@ -135,6 +135,14 @@ pub fn history(
         watcher: watcher.to_owned(),
         entries,
     })
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
 }
 
 fn time(at: DateTime<Utc>) -> String {
@@ -222,7 +230,11 @@ pub fn render_status(report: &StatusReport) -> String {
             let _ = writeln!(out, "{}: {err}", w.name);
         }
     }
-    let _ = writeln!(out, "{} deliveries queued", report.pending_deliveries);
+    let _ = writeln!(
+        out,
+        "{} queued",
+        plural(report.pending_deliveries, "delivery")
+    );
     out
 }
 

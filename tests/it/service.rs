@@ -145,7 +145,10 @@ async fn sighup_applies_a_valid_config_and_keeps_running_on_an_invalid_one() {
     let daemon = spawn_daemon(&setup, &systemd);
     systemd.wait_for("READY=1").await;
     let status = systemd.wait_for("STATUS=").await;
-    assert!(status.starts_with("STATUS=watching 4 pages"), "{status}");
+    assert!(
+        status.starts_with("STATUS=watching 4 pages, 0 failing, 0 deliveries queued"),
+        "{status}"
+    );
     for path in ["/kept", "/hourly", "/old-url", "/gone"] {
         shop.wait_for_hits(path, 1).await;
     }
@@ -563,4 +566,111 @@ async fn status_and_history_print_json() {
     assert_eq!(one["entries"].as_array().unwrap().len(), 1);
     let unknown = setup.pagehook(&["history", "nope"]).await;
     assert_eq!(unknown.code, 2, "{unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_json_on_request_and_bare_lines_for_the_journal() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/l", product("L", "$1.00", 1));
+    let setup = Setup::new(
+        &receiver,
+        r#"["5s"]"#,
+        &widget_watcher(&shop, "l", "/l", "every 1h"),
+    );
+
+    let json = setup.pagehook(&["--log-format", "json", "once"]).await;
+    assert_eq!(json.code, 0, "{json:?}");
+    let check = json
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .find(|l| l["fields"]["message"] == "check")
+        .expect("a check line");
+    assert_eq!(check["fields"]["watcher"], "l");
+    assert_eq!(check["fields"]["outcome"], "baseline");
+    assert_eq!(check["level"], "INFO");
+
+    // systemd names the journal stream by device and inode; journald adds time itself.
+    let log_path = setup.dir.path().join("journal.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let meta = log_file.metadata().unwrap();
+    let status = Command::new(binary())
+        .arg("-c")
+        .arg(setup.config())
+        .arg("once")
+        .env_remove("PAGEHOOK_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(log_file)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let journal = std::fs::read_to_string(&log_path).unwrap();
+    let line = journal
+        .lines()
+        .find(|l| l.contains("check"))
+        .unwrap_or_else(|| panic!("{journal}"));
+    assert!(
+        line.starts_with(" INFO pagehook::check: check watcher=\"l\""),
+        "no timestamp, no colour: {line:?}"
+    );
+    let human = setup.pagehook(&["once"]).await;
+    let first = human.stderr.lines().find(|l| l.contains("check")).unwrap();
+    assert!(
+        first.starts_with("20") && !first.contains('\u{1b}'),
+        "a timestamp, no colour off a terminal: {first:?}"
+    );
+}
+
+#[test]
+fn the_unit_file_matches_the_binary_and_passes_systemd_analyze() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/pagehook.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "Type=notify".to_owned(),
+        format!(
+            "RestartPreventExitStatus={}",
+            pagehook::commands::EXIT_CONFIG
+        ),
+        "ExecStart=/usr/local/bin/pagehook -c /etc/pagehook/watchers.toml run".to_owned(),
+        "ExecReload=/bin/kill -HUP $MAINPID".to_owned(),
+        "StateDirectory=pagehook".to_owned(),
+        "LoadCredential=webhook-secret:/etc/pagehook/webhook-secret".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing");
+    }
+    // The drain must fit in the stop timeout, or systemd kills a daemon still delivering.
+    let stop_timeout: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim_end_matches('s').parse().ok())
+        .expect("TimeoutStopSec=Ns");
+    assert!(Duration::from_secs(stop_timeout) > pagehook::daemon::DRAIN);
+
+    let Ok(out) = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed; the exposure rating was not checked");
+        return;
+    };
+    let report = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for pagehook.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no rating in:\n{report}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
 }
