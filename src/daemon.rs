@@ -132,8 +132,15 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
         Some(done) => done,
         None => worker.await,
     };
-    if let Some(admin) = admin {
-        let _ = admin.await;
+    if let Some(mut admin) = admin {
+        // Graceful shutdown waits for open connections; a scraper's idle keep-alive must not
+        // hold up the exit.
+        if tokio::time::timeout(Duration::from_secs(1), &mut admin)
+            .await
+            .is_err()
+        {
+            admin.abort();
+        }
     }
     store.flush().await?;
     scheduler_done.context("the scheduler panicked")??;
@@ -463,6 +470,71 @@ mod tests {
         format!(
             "[[watchers]]\nname = \"{name}\"\nurl = \"https://s.example/{name}\"\nschedule = \"{schedule}\"\nfields.p = {{ css = \"{css}\" }}\n"
         )
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_unchanged_slots_reschedules_changed_ones_and_starts_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-11-27T06:00:30Z".parse().unwrap();
+        for name in ["same", "sched", "gone"] {
+            let ran = crate::store::WatcherState {
+                last_check: Some(now),
+                ..Default::default()
+            };
+            store.commit(name, &ran, &[]).await.unwrap();
+        }
+        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
+        let mut scheduler = Scheduler::new(Fetcher::new().unwrap(), store, deliverer);
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let tables = |list: &[(&str, &str)]| {
+            let text: String = list
+                .iter()
+                .map(|(name, every)| watcher(name, every, ".p") + "jitter = \"0s\"\n")
+                .collect();
+            watchers(&text)
+        };
+
+        scheduler
+            .apply(
+                tables(&[
+                    ("same", "every 5m"),
+                    ("sched", "every 5m"),
+                    ("gone", "every 5m"),
+                ]),
+                now,
+            )
+            .unwrap();
+        assert_eq!(scheduler.next["same"], at("2026-11-27T06:05:00Z"));
+
+        let later = now + chrono::TimeDelta::minutes(1);
+        scheduler
+            .apply(
+                tables(&[
+                    ("same", "every 5m"),
+                    ("sched", "every 1h"),
+                    ("new", "every 5m"),
+                ]),
+                later,
+            )
+            .unwrap();
+        assert_eq!(
+            scheduler.next["same"],
+            at("2026-11-27T06:05:00Z"),
+            "slot kept"
+        );
+        assert_eq!(
+            scheduler.next["sched"],
+            at("2026-11-27T07:00:00Z"),
+            "new schedule"
+        );
+        assert_eq!(
+            scheduler.next["new"], later,
+            "never ran, so it runs at once"
+        );
+        assert!(!scheduler.next.contains_key("gone"));
+        assert_eq!(scheduler.queue.len(), 3);
+        assert_eq!(scheduler.watchers.len(), 3);
     }
 
     #[test]

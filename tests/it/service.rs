@@ -64,7 +64,12 @@ impl Systemd {
 
 /// `pagehook run` as systemd starts it, with its notification socket set.
 fn spawn_daemon(setup: &Setup, systemd: &Systemd) -> Child {
-    Command::new(binary())
+    daemon_command(setup, systemd).spawn().unwrap()
+}
+
+fn daemon_command(setup: &Setup, systemd: &Systemd) -> Command {
+    let mut command = Command::new(binary());
+    command
         .arg("-c")
         .arg(setup.config())
         .arg("run")
@@ -72,9 +77,8 @@ fn spawn_daemon(setup: &Setup, systemd: &Systemd) -> Child {
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &systemd.path)
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+        .kill_on_drop(true);
+    command
 }
 
 fn signal(child: &Child, name: &str) {
@@ -673,4 +677,28 @@ fn the_unit_file_matches_the_binary_and_passes_systemd_analyze() {
             )
         });
     assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_watchdog_is_pinged_at_half_its_timeout() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/d", product("D", "$1.00", 1));
+    let setup = Setup::new(
+        &receiver,
+        r#"["5s"]"#,
+        &widget_watcher(&shop, "d", "/d", "every 1h"),
+    );
+    let mut systemd = Systemd::listen(setup.dir.path());
+    let started = tokio::time::Instant::now();
+    let daemon = daemon_command(&setup, &systemd)
+        .env("WATCHDOG_USEC", "400000")
+        .spawn()
+        .unwrap();
+    systemd.wait_for("READY=1").await;
+    // The first tick pings at once; the next one 200 ms later.
+    systemd.wait_for("WATCHDOG=1").await;
+    systemd.wait_for("WATCHDOG=1").await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let (code, log) = stop(daemon).await;
+    assert_eq!(code, 0, "{log}");
 }
