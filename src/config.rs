@@ -557,8 +557,10 @@ impl Validator<'_> {
         (secrets.len() == texts.len()).then_some(secrets)
     }
 
-    /// A secret handed over by systemd's `LoadCredential=`: a file named `name` in
+    /// A secret handed over by systemd's `LoadCredential=`: the file `name` in
     /// `$CREDENTIALS_DIRECTORY`, readable only by the service, never in the unit or the config.
+    /// Outside the service (`pagehook check` or `status` from a shell) that variable is unset and
+    /// the file `name` beside the config is read instead: where the shipped unit loads it from.
     fn credential(&mut self, name: &Spanned<String>) -> Option<String> {
         let plain = !name.get_ref().is_empty()
             && !name.get_ref().contains('/')
@@ -571,16 +573,10 @@ impl Validator<'_> {
             self.error(name.span(), msg);
             return None;
         }
-        let Some(dir) = self.env.var("CREDENTIALS_DIRECTORY") else {
-            let msg = format!(
-                "secret_credential `{}` needs $CREDENTIALS_DIRECTORY, which systemd sets for a unit with LoadCredential={}:PATH",
-                name.get_ref(),
-                name.get_ref()
-            );
-            self.error(name.span(), msg);
-            return None;
+        let path = match self.env.var("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(name.get_ref()),
+            None => self.beside_config(Path::new(name.get_ref())),
         };
-        let path = Path::new(&dir).join(name.get_ref());
         match std::fs::read_to_string(&path) {
             Ok(value) => Some(value),
             Err(err) => {
@@ -1119,19 +1115,24 @@ webhook = "b"
     }
 
     #[test]
-    fn a_secret_comes_from_a_systemd_credential() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pipeline-secret"), format!("{SECRET}\n")).unwrap();
+    fn a_secret_comes_from_a_systemd_credential_or_beside_the_config() {
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("hook-secret"), format!("{SECRET}\n")).unwrap();
         let text =
-            "[webhooks.a]\nurl = \"https://a.example\"\nsecret_credential = \"pipeline-secret\"\n";
-        let creds = dir.path().to_str().unwrap().to_owned();
-        let env = FakeEnv([("CREDENTIALS_DIRECTORY", &*creds.leak())].into());
-        let loaded = parse(text, Path::new("watchers.toml"), &env).unwrap();
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret_credential = \"hook-secret\"\n";
+        let dir = creds.path().to_str().unwrap().to_owned();
+        let env = FakeEnv([("CREDENTIALS_DIRECTORY", &*dir.leak())].into());
+        let loaded = parse(text, Path::new("/nowhere/watchers.toml"), &env).unwrap();
+        assert_eq!(loaded.config.webhooks["a"].secrets.len(), 1);
+
+        // From a shell, the same name is the file beside the config.
+        let config = creds.path().join("watchers.toml");
+        let loaded = parse(text, &config, &FakeEnv(HashMap::new())).unwrap();
         assert_eq!(loaded.config.webhooks["a"].secrets.len(), 1);
 
         let errs = errors(text);
         assert!(
-            errs[0].starts_with("watchers.toml:3:21: secret_credential `pipeline-secret` needs $CREDENTIALS_DIRECTORY"),
+            errs[0].starts_with("watchers.toml:3:21: cannot read credential hook-secret: "),
             "{errs:?}"
         );
         let errs =
