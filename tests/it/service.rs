@@ -702,3 +702,36 @@ async fn the_watchdog_is_pinged_at_half_its_timeout() {
     let (code, log) = stop(daemon).await;
     assert_eq!(code, 0, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_webhook_settings_take_effect_at_the_next_attempt() {
+    let (old, new) = (Receiver::start().await, Receiver::start().await);
+    let shop = Shop::start().await;
+    let watcher = widget_watcher(&shop, "w", "/w", "every 1h");
+    let before = Setup::new(&old, r#"["5s"]"#, &watcher);
+    let after = Setup::new(&new, r#"["5s"]"#, &watcher);
+    let load = |setup: &Setup| pagehook::config::load(&setup.config()).unwrap().config;
+
+    let store = Store::open(&before.state_dir()).unwrap();
+    let now = chrono::Utc::now();
+    let queued = pagehook::store::Delivery {
+        event_id: "evt_reload".into(),
+        webhook: "pipeline".into(),
+        watcher: "w".into(),
+        payload: "{}".into(),
+        created_at: now,
+        attempts: 0,
+        next_attempt: now,
+        last_error: None,
+    };
+    store
+        .commit("w", &Default::default(), &[queued])
+        .await
+        .unwrap();
+    let deliverer =
+        pagehook::deliver::Deliverer::new(store.clone(), load(&before).webhooks).unwrap();
+    deliverer.set_webhooks(load(&after).webhooks);
+    assert_eq!(deliverer.deliver_due().await, 1);
+    assert!(old.requests().is_empty());
+    assert_eq!(new.requests()[0].header("webhook-id"), "evt_reload");
+}
