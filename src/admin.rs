@@ -143,13 +143,10 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
     let names = state.watchers.read().expect("watcher names").clone();
-    if let Err(err) = metrics::observe_store(&state.store, &names, Utc::now()) {
+    let (text, err) = metrics::scrape(&state.store, &names, Utc::now());
+    if let Some(err) = err {
         // The counters are still worth serving; the store gauges keep their last values.
         error!(error = %err, "cannot read the store for /metrics");
     }
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::encode(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -7,8 +7,8 @@
 //! (outbox depth, per-watcher state) are read from it at scrape time, so they are right after
 //! a restart and never drift from what `status` shows.
 
-use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -189,13 +189,27 @@ pub fn dead_lettered(webhook: &str) {
     METRICS.dead_letters.get_or_create(&labels).inc();
 }
 
-/// Refresh the gauges that mirror the store: the outbox and each configured watcher's state.
-/// Watchers no longer configured drop out of the per-watcher series.
-pub fn observe_store(
+/// Serialises scrapes: the per-watcher gauges are cleared and refilled, and a concurrent
+/// scrape must not encode them half-filled.
+static SCRAPE: Mutex<()> = Mutex::new(());
+
+/// What /metrics serves: the store gauges refreshed, then every metric encoded. A store that
+/// cannot be read leaves those gauges at their last values and is reported beside the text.
+pub fn scrape(
     store: &Store,
     watchers: &[String],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> (String, Option<StoreError>) {
+    let _one = SCRAPE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let err = observe_store(store, watchers, now).err();
+    (encode(), err)
+}
+
+/// Refresh the gauges that mirror the store: the outbox and each configured watcher's state.
+/// Watchers no longer configured drop out of the per-watcher series.
+fn observe_store(store: &Store, watchers: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
     let pending = store.pending()?;
     METRICS.outbox_depth.set(pending.len() as i64);
     let oldest = pending.iter().map(|d| d.created_at).min();
