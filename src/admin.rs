@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::config::Watcher;
 use crate::metrics;
 use crate::store::Store;
 
@@ -75,8 +76,8 @@ impl Drop for Alive {
 pub struct AdminState {
     pub store: Store,
     pub health: Health,
-    /// The configured watchers' names, replaced on reload.
-    pub watchers: Arc<RwLock<Vec<String>>>,
+    /// The running watchers, replaced on reload.
+    pub watchers: Arc<RwLock<Vec<Arc<Watcher>>>>,
 }
 
 /// The /healthz body: each part "ok" or what is wrong with it.
@@ -142,7 +143,10 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
-    let names = state.watchers.read().expect("watcher names").clone();
+    let names: Vec<String> = {
+        let watchers = state.watchers.read().expect("live watchers");
+        watchers.iter().map(|w| w.name.clone()).collect()
+    };
     let (text, err) = metrics::scrape(&state.store, &names, Utc::now());
     if let Some(err) = err {
         // The counters are still worth serving; the store gauges keep their last values.

@@ -43,7 +43,8 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
     let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let stop = shutdown.child_token();
     let health = Health::default();
-    let names = Arc::new(RwLock::new(watcher_names(&config.watchers)));
+    // The running watchers, for the admin endpoint (and anything else that reports on them).
+    let live = Arc::new(RwLock::new(config.watchers.clone()));
     let admin = match config.admin_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -52,7 +53,7 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             let state = AdminState {
                 store: store.clone(),
                 health: health.clone(),
-                watchers: names.clone(),
+                watchers: live.clone(),
             };
             Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
         }
@@ -107,7 +108,7 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
                 break;
             }
             _ = hangups.recv() => {
-                rejected = reload(&path, &mut current, &deliverer, &reloads, &names).await.err();
+                rejected = reload(&path, &mut current, &deliverer, &reloads, &live).await.err();
                 report_status(&store, &current.watchers, rejected.as_deref());
             }
             _ = tick.tick() => {
@@ -153,10 +154,6 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
     Ok(())
 }
 
-fn watcher_names(watchers: &[Arc<Watcher>]) -> Vec<String> {
-    watchers.iter().map(|w| w.name.clone()).collect()
-}
-
 fn notify(state: &[NotifyState]) {
     if let Err(err) = sd_notify::notify(state) {
         debug!(error = %err, "cannot notify systemd");
@@ -187,7 +184,7 @@ async fn reload(
     current: &mut Config,
     deliverer: &Deliverer,
     reloads: &mpsc::Sender<Vec<Arc<Watcher>>>,
-    names: &RwLock<Vec<String>>,
+    live: &RwLock<Vec<Arc<Watcher>>>,
 ) -> Result<(), String> {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => notify(&[NotifyState::Reloading, now]),
@@ -230,7 +227,7 @@ async fn reload(
         // The scheduler is gone; the main loop notices on its next turn.
         return Ok(());
     }
-    *names.write().expect("watcher names") = watcher_names(&new.watchers);
+    *live.write().expect("live watchers") = new.watchers.clone();
     *current = new;
     notify(&[NotifyState::Ready]);
     Ok(())
