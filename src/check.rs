@@ -12,7 +12,8 @@ use crate::config::Watcher;
 use crate::diff::{Diff, Event, diff};
 use crate::extract::{ExtractError, Values, extract};
 use crate::fetch::{FetchError, Fetcher, Request};
-use crate::store::{Delivery, Store, StoreError};
+use crate::metrics;
+use crate::store::{Delivery, HistoryEntry, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -94,6 +95,7 @@ pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, Check
         max_body: watcher.max_body,
     };
     let page = fetcher.fetch(&request).await?;
+    metrics::bytes_fetched(&watcher.name, page.body.len());
     Ok(extract(&watcher.fields, &page.body)?)
 }
 
@@ -110,6 +112,10 @@ pub async fn check(watcher: &Watcher, fetcher: &Fetcher, store: &Store) -> Outco
         },
     };
     log(watcher, &outcome, started.elapsed());
+    metrics::check_finished(&watcher.name, outcome.label(), started.elapsed());
+    if let Outcome::Changed { .. } = outcome {
+        metrics::change_detected(&watcher.name);
+    }
     outcome
 }
 
@@ -158,12 +164,38 @@ async fn check_and_commit(
             }
         }
     };
+    // History records what the values were over time: a baseline or a change, not every fetch.
+    let entry = match &outcome {
+        Outcome::Baseline => Some(HistoryEntry {
+            checked_at: now,
+            kind: "baseline".into(),
+            changed: Vec::new(),
+            event_id: None,
+            values: values.clone(),
+        }),
+        Outcome::Changed { fields, event_id } => Some(HistoryEntry {
+            checked_at: now,
+            kind: "changed".into(),
+            changed: fields.clone(),
+            event_id: Some(event_id.clone()),
+            values: values.clone(),
+        }),
+        _ => None,
+    };
     state.values = Some(values);
     state.last_check = Some(now);
     state.last_success = Some(now);
     state.consecutive_failures = 0;
     state.last_error = None;
-    store.commit(&watcher.name, &state, &deliveries).await?;
+    store
+        .commit_recorded(
+            &watcher.name,
+            &state,
+            &deliveries,
+            entry.as_ref(),
+            watcher.history_limit,
+        )
+        .await?;
     Ok(outcome)
 }
 

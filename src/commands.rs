@@ -18,6 +18,7 @@ use crate::control::{self, Request};
 use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
 use crate::report::{Deliveries, Replayed};
+use crate::status;
 use crate::store::{Store, StoreError};
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
@@ -355,5 +356,75 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Open the state directory for a read-only report. A running daemon holds the store; the
+/// error then says so plainly.
+/// `pagehook status [--json]`
+pub async fn status(path: &Path, as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let watchers = config.watchers.clone();
+    let report = via_daemon_or_store(&config.state_dir, Request::Status, |store| async move {
+        Ok(status::status(&store, &watchers, Utc::now())?)
+    });
+    match report.await {
+        Ok(report) if as_json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("plain data")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", status::render_status(&report));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pagehook status: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagehook history WATCHER [--limit N] [--json]`
+pub async fn history(path: &Path, watcher: &str, limit: usize, as_json: bool) -> ExitCode {
+    let config = match load_config(path, 1) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let watchers = config.watchers.clone();
+    let request = Request::History {
+        watcher: watcher.to_owned(),
+        limit,
+    };
+    let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
+        Ok(status::history(&store, &watchers, watcher, limit)?)
+    });
+    match report.await {
+        Ok(Some(report)) if as_json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("plain data")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(report)) => {
+            print!("{}", status::render_history(&report));
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "pagehook history: unknown watcher `{watcher}`: it is not in the config and the store has nothing for it"
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("pagehook history: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -35,11 +35,15 @@ pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 4;
 const MAX_WEBHOOK_CONCURRENCY: usize = 256;
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
+/// Recorded values kept per watcher: years of daily changes, yet a bounded store.
+pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// Where /healthz and /metrics are served; None turns the admin endpoint off.
+    pub admin_listen: Option<std::net::SocketAddr>,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
 }
@@ -86,6 +90,8 @@ pub struct Watcher {
     pub fields: Vec<Field>,
     pub timeout: Duration,
     pub max_body: u64,
+    /// History entries kept for this watcher; 0 records none.
+    pub history_limit: usize,
 }
 
 impl Config {
@@ -206,6 +212,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     state_dir: Option<PathBuf>,
+    admin_listen: Option<Spanned<String>>,
 }
 
 /// A string or a list of strings, as TOML users write either.
@@ -232,6 +239,7 @@ struct RawWebhook {
     secret: Option<Spanned<OneOrMany>>,
     secret_env: Option<Spanned<String>>,
     secret_file: Option<Spanned<PathBuf>>,
+    secret_credential: Option<Spanned<String>>,
     retry: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
@@ -252,6 +260,7 @@ struct RawWatcher {
     fields: Option<Spanned<BTreeMap<String, Spanned<RawField>>>>,
     timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<ByteSize>>,
+    history_limit: Option<Spanned<i64>>,
 }
 
 impl RawWatcher {
@@ -266,6 +275,7 @@ impl RawWatcher {
             fields: self.fields.or(d.fields),
             timeout: self.timeout.or(d.timeout),
             max_body_size: self.max_body_size.or(d.max_body_size),
+            history_limit: self.history_limit.or(d.history_limit),
         }
     }
 }
@@ -345,6 +355,12 @@ impl Validator<'_> {
                 .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
         };
 
+        let admin_listen = raw
+            .daemon
+            .admin_listen
+            .as_ref()
+            .and_then(|a| self.admin_listen(a));
+
         // Watchers are checked against every declared webhook, valid or not, so one bad
         // webhook is reported once, not again at each watcher that uses it.
         let mut declared = BTreeMap::new();
@@ -401,6 +417,7 @@ impl Validator<'_> {
 
         Config {
             state_dir,
+            admin_listen,
             webhooks,
             watchers,
         }
@@ -481,13 +498,14 @@ impl Validator<'_> {
             raw.secret.is_some(),
             raw.secret_env.is_some(),
             raw.secret_file.is_some(),
+            raw.secret_credential.is_some(),
         ];
         let (texts, at): (Vec<String>, Range<usize>) = match sources.iter().filter(|s| **s).count()
         {
             0 => {
                 self.error(
                     span,
-                    format!("webhook `{hook}` needs a secret: set secret, secret_env or secret_file (`pagehook secret` makes one)"),
+                    format!("webhook `{hook}` needs a secret: set secret, secret_env, secret_file or secret_credential (`pagehook secret` makes one)"),
                 );
                 return None;
             }
@@ -503,6 +521,11 @@ impl Validator<'_> {
                             self.error(var.span(), msg);
                             return None;
                         }
+                    }
+                } else if let Some(name) = &raw.secret_credential {
+                    match self.credential(name) {
+                        Some(value) => (split_secrets(&value), name.span()),
+                        None => return None,
                     }
                 } else {
                     let file = raw.secret_file.as_ref().expect("counted above");
@@ -520,7 +543,7 @@ impl Validator<'_> {
             _ => {
                 self.error(
                     span,
-                    format!("webhook `{hook}`: set only one of secret, secret_env and secret_file"),
+                    format!("webhook `{hook}`: set only one of secret, secret_env, secret_file and secret_credential"),
                 );
                 return None;
             }
@@ -544,6 +567,59 @@ impl Validator<'_> {
             }
         }
         (secrets.len() == texts.len()).then_some(secrets)
+    }
+
+    /// A secret handed over by systemd's `LoadCredential=`: the file `name` in
+    /// `$CREDENTIALS_DIRECTORY`, readable only by the service, never in the unit or the config.
+    /// Outside the service (`pagehook check` or `status` from a shell) that variable is unset and
+    /// the file `name` beside the config is read instead: where the shipped unit loads it from.
+    fn credential(&mut self, name: &Spanned<String>) -> Option<String> {
+        let plain = !name.get_ref().is_empty()
+            && !name.get_ref().contains('/')
+            && !name.get_ref().starts_with('.');
+        if !plain {
+            let msg = format!(
+                "invalid credential name `{}`: a file name, as in LoadCredential=NAME:PATH",
+                name.get_ref()
+            );
+            self.error(name.span(), msg);
+            return None;
+        }
+        let path = match self.env.var("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(name.get_ref()),
+            None => self.beside_config(Path::new(name.get_ref())),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                let msg = format!("cannot read credential {}: {err}", path.display());
+                self.error(name.span(), msg);
+                None
+            }
+        }
+    }
+
+    fn admin_listen(&mut self, raw: &Spanned<String>) -> Option<std::net::SocketAddr> {
+        match raw.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    // /metrics names every watcher and endpoint; not for the open internet.
+                    let msg = format!(
+                        "admin_listen {addr} is not a loopback address: /healthz and /metrics will be reachable from other hosts"
+                    );
+                    self.warn(raw.span(), msg);
+                }
+                Some(addr)
+            }
+            Err(_) => {
+                let msg = format!(
+                    "invalid admin_listen `{}`: write IP:PORT, e.g. \"127.0.0.1:9480\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                None
+            }
+        }
     }
 
     fn beside_config(&self, path: &Path) -> PathBuf {
@@ -600,6 +676,19 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|b| self.byte_size(b))
             .unwrap_or(DEFAULT_MAX_BODY);
+        let history_limit = match &raw.history_limit {
+            Some(limit) => match usize::try_from(*limit.get_ref()) {
+                Ok(limit) => limit,
+                Err(_) => {
+                    self.error(
+                        limit.span(),
+                        "history_limit must be 0 (keep no history) or more",
+                    );
+                    DEFAULT_HISTORY_LIMIT
+                }
+            },
+            None => DEFAULT_HISTORY_LIMIT,
+        };
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
         let fields = match &raw.fields {
             Some(fields) if !fields.get_ref().is_empty() => {
@@ -643,6 +732,7 @@ impl Validator<'_> {
             schedule,
             timeout,
             max_body,
+            history_limit,
         })
     }
 
@@ -1033,6 +1123,85 @@ webhook = "b"
         assert!(
             warnings[1].starts_with("watchers.toml:4:11: webhook `unused` is not used"),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_comes_from_a_systemd_credential_or_beside_the_config() {
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("hook-secret"), format!("{SECRET}\n")).unwrap();
+        let text =
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret_credential = \"hook-secret\"\n";
+        let dir = creds.path().to_str().unwrap().to_owned();
+        let env = FakeEnv([("CREDENTIALS_DIRECTORY", &*dir.leak())].into());
+        let loaded = parse(text, Path::new("/nowhere/watchers.toml"), &env).unwrap();
+        assert_eq!(loaded.config.webhooks["a"].secrets.len(), 1);
+
+        // From a shell, the same name is the file beside the config.
+        let config = creds.path().join("watchers.toml");
+        let loaded = parse(text, &config, &FakeEnv(HashMap::new())).unwrap();
+        assert_eq!(loaded.config.webhooks["a"].secrets.len(), 1);
+
+        let errs = errors(text);
+        assert!(
+            errs[0].starts_with("watchers.toml:3:21: cannot read credential hook-secret: "),
+            "{errs:?}"
+        );
+        let errs =
+            errors("[webhooks.a]\nurl = \"https://a.example\"\nsecret_credential = \"../etc/x\"\n");
+        assert!(errs[0].contains("invalid credential name"), "{errs:?}");
+    }
+
+    #[test]
+    fn admin_listen_and_history_limit() {
+        let watcher = |extra: &str| {
+            format!(
+                "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"{SECRET}\"\n[defaults]\nhistory_limit = 5\n[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.t = {{ css = \"h1\" }}\n{extra}"
+            )
+        };
+        let loaded = parse_text(&format!(
+            "[daemon]\nadmin_listen = \"127.0.0.1:9480\"\n{}",
+            watcher("")
+        ))
+        .unwrap();
+        assert_eq!(
+            loaded.config.admin_listen,
+            Some("127.0.0.1:9480".parse().unwrap())
+        );
+        assert_eq!(
+            loaded.config.watchers[0].history_limit, 5,
+            "from [defaults]"
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        let own = parse_text(&watcher("history_limit = 0\n")).unwrap();
+        assert_eq!(own.config.watchers[0].history_limit, 0);
+        assert_eq!(own.config.admin_listen, None, "off unless set");
+
+        let open = parse_text(&format!(
+            "[daemon]\nadmin_listen = \"0.0.0.0:9480\"\n{}",
+            watcher("")
+        ))
+        .unwrap();
+        assert!(
+            open.warnings[0].to_string().starts_with(
+                "watchers.toml:2:16: admin_listen 0.0.0.0:9480 is not a loopback address"
+            ),
+            "{:?}",
+            open.warnings
+        );
+        let errs = errors(&format!(
+            "[daemon]\nadmin_listen = \"localhost\"\n{}",
+            watcher("history_limit = -1\n")
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("watchers.toml:2:16: invalid admin_listen `localhost`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("watchers.toml:12:17: history_limit must be 0"),
+            "{errs:?}"
         );
     }
 

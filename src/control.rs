@@ -30,6 +30,8 @@ pub enum Request {
     Deliveries,
     Replay { event_ids: Vec<String>, dead: bool },
     Once { watchers: Vec<String> },
+    Status,
+    History { watcher: String, limit: usize },
 }
 
 /// `{"ok": true, "output": ...}` or `{"ok": false, "error": "..."}`.

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Webhook;
 use crate::fetch::{USER_AGENT, error_chain};
+use crate::metrics;
 use crate::sign::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
 use crate::store::{AttemptRecord, DeadLetter, Delivery, EndpointFailure, OutboxKey, Store};
 
@@ -396,6 +397,7 @@ impl Deliverer {
                 (verdict, None, record)
             }
         };
+        metrics::delivery_finished(&hook.name, verdict == Verdict::Delivered, started.elapsed());
         let event_id = delivery.event_id.clone();
         let event_id = event_id.as_str();
         let webhook = hook.name.as_str();
@@ -544,6 +546,7 @@ impl Deliverer {
             reason = reason.as_str(),
             "delivery moved to the dead letters; `pagehook replay` sends it again"
         );
+        metrics::dead_lettered(&delivery.webhook);
         let letter = DeadLetter {
             delivery,
             died_at: Utc::now(),

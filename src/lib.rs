@@ -4,6 +4,7 @@
 //! internals or of the daemon; `check` composes them; `daemon` and `commands` compose `check`,
 //! `deliver` and `store`.
 
+pub mod admin;
 pub mod check;
 pub mod commands;
 pub mod config;
@@ -13,7 +14,10 @@ pub mod deliver;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod logging;
+pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod sign;
+pub mod status;
 pub mod store;

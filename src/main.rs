@@ -1,12 +1,11 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use pagehook::commands::{self, EXIT_CONFIG, Show};
 use pagehook::daemon;
+use pagehook::logging::{self, LogFormat};
 
 /// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
 #[derive(Parser)]
@@ -21,6 +20,9 @@ struct Cli {
         default_value = "watchers.toml"
     )]
     config: PathBuf,
+    /// Log lines as readable text or as JSON objects (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,12 +77,31 @@ enum Command {
         #[arg(long)]
         dead: bool,
     },
+    /// Show each watcher: last values, last check and outcome, next run, failures, queue.
+    #[command(after_help = "Example:\n  pagehook status --json")]
+    Status {
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a watcher's recorded values over time, newest first.
+    #[command(after_help = "Example:\n  pagehook history acme-widget --limit 20")]
+    History {
+        /// The watcher.
+        watcher: String,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Run | Command::Once { .. });
-    init_tracing(if quiet { "warn" } else { "info" });
+    logging::init(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -109,6 +130,12 @@ fn main() -> ExitCode {
             Command::Replay { event_ids, dead } => {
                 commands::replay(&cli.config, &event_ids, dead).await
             }
+            Command::Status { json } => commands::status(&cli.config, json).await,
+            Command::History {
+                watcher,
+                limit,
+                json,
+            } => commands::history(&cli.config, &watcher, limit, json).await,
         }
     })
 }
@@ -119,20 +146,11 @@ async fn run(path: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     let shutdown = daemon::shutdown_on_signals();
-    match daemon::run(config, shutdown).await {
+    match daemon::run(config, path, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pagehook run: {err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

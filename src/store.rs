@@ -97,6 +97,20 @@ pub struct EndpointFailure {
     pub reason: String,
 }
 
+/// One recorded set of values: a baseline or a change. Unchanged checks add nothing, so the
+/// history reads as the values' own timeline rather than a log of every fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub checked_at: DateTime<Utc>,
+    /// "baseline" or "changed".
+    pub kind: String,
+    /// The fields that changed (empty for a baseline).
+    pub changed: Vec<String>,
+    /// The event this change produced, if any.
+    pub event_id: Option<String>,
+    pub values: Values,
+}
+
 /// Where an outbox entry sits: grouped by webhook, then ordered by due time, so "what is due
 /// for this endpoint" is one short range scan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,7 +118,7 @@ pub struct OutboxKey(Vec<u8>);
 
 impl OutboxKey {
     fn new(d: &Delivery) -> Self {
-        let mut key = webhook_prefix(&d.webhook);
+        let mut key = name_prefix(&d.webhook);
         key.extend_from_slice(&due_bytes(d.next_attempt));
         key.extend_from_slice(d.event_id.as_bytes());
         OutboxKey(key)
@@ -121,8 +135,10 @@ fn dead_key(d: &Delivery) -> Vec<u8> {
 
 const MILLI: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
 
-fn webhook_prefix(webhook: &str) -> Vec<u8> {
-    let mut key = webhook.as_bytes().to_vec();
+/// Outbox keys start with the webhook's name, history keys with the watcher's (then time and a
+/// store-wide id), so one prefix scan lists either oldest first.
+fn name_prefix(name: &str) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
     key.push(0);
     key
 }
@@ -136,7 +152,7 @@ fn due_range(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> (Vec<u8>, Vec<u8>) {
-    let prefix = webhook_prefix(webhook);
+    let prefix = name_prefix(webhook);
     let start = match from {
         Some(at) => [prefix.as_slice(), &due_bytes(at)].concat(),
         None => prefix.clone(),
@@ -159,6 +175,7 @@ pub struct Store {
     endpoints: sled::Tree,
     /// Outbox entries that could not be decoded, kept byte for byte for a human to inspect.
     quarantine: sled::Tree,
+    history: sled::Tree,
 }
 
 impl Store {
@@ -182,6 +199,7 @@ impl Store {
             dead: db.open_tree("dead")?,
             endpoints: db.open_tree("endpoints")?,
             quarantine: db.open_tree("quarantine")?,
+            history: db.open_tree("history")?,
             db,
         })
     }
@@ -201,23 +219,95 @@ impl Store {
         state: &WatcherState,
         deliveries: &[Delivery],
     ) -> Result<(), StoreError> {
+        self.commit_recorded(watcher, state, deliveries, None, 0)
+            .await
+    }
+
+    /// `commit`, also recording `entry` in the watcher's history in the same transaction, then
+    /// dropping its oldest entries beyond `limit`. Trimming happens after the commit: it only
+    /// bounds the history's size, so a crash between the two costs nothing.
+    pub async fn commit_recorded(
+        &self,
+        watcher: &str,
+        state: &WatcherState,
+        deliveries: &[Delivery],
+        entry: Option<&HistoryEntry>,
+        limit: usize,
+    ) -> Result<(), StoreError> {
         let state_bytes = serde_json::to_vec(state)?;
+        let history = match entry.filter(|_| limit > 0) {
+            Some(entry) => {
+                let mut key = name_prefix(watcher);
+                key.extend_from_slice(&due_bytes(entry.checked_at));
+                key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                Some((key, serde_json::to_vec(entry)?))
+            }
+            None => None,
+        };
         let entries = deliveries
             .iter()
             .map(|d| Ok((OutboxKey::new(d), serde_json::to_vec(d)?)))
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        (&self.state, &self.outbox)
-            .transaction(|(state_tree, outbox_tree)| {
+        (&self.state, &self.outbox, &self.history)
+            .transaction(|(state_tree, outbox_tree, history_tree)| {
                 state_tree.insert(watcher.as_bytes(), state_bytes.as_slice())?;
                 for (key, bytes) in &entries {
                     outbox_tree.insert(key.0.as_slice(), bytes.as_slice())?;
                 }
+                if let Some((key, bytes)) = &history {
+                    history_tree.insert(key.as_slice(), bytes.as_slice())?;
+                }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(unabort)?;
+        if history.is_some() {
+            self.trim_history(watcher, limit)?;
+        }
         if !deliveries.is_empty() {
             self.db.flush_async().await?;
         }
+        Ok(())
+    }
+
+    fn trim_history(&self, watcher: &str, limit: usize) -> Result<(), StoreError> {
+        let prefix = name_prefix(watcher);
+        let excess = self
+            .history
+            .scan_prefix(&prefix)
+            .count()
+            .saturating_sub(limit);
+        for key in self.history.scan_prefix(&prefix).keys().take(excess) {
+            self.history.remove(key?)?;
+        }
+        Ok(())
+    }
+
+    /// A watcher's recorded values, newest first, at most `limit` of them.
+    pub fn history(&self, watcher: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history
+            .scan_prefix(name_prefix(watcher))
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    /// Names of every watcher the store has state for, including ones since removed from the
+    /// config (their state is kept in case they come back).
+    pub fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
+        self.state
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Prove the store still takes writes, down to the disk: what /healthz reports.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        self.db
+            .insert("healthz", Utc::now().to_rfc3339().as_bytes())?;
+        self.db.flush_async().await?;
         Ok(())
     }
 
@@ -692,6 +782,58 @@ mod tests {
         );
         store.set_endpoint_failure("hook", None).unwrap();
         assert_eq!(store.endpoint_failure("hook").unwrap(), None);
+    }
+
+    fn entry(kind: &str, price: &str) -> HistoryEntry {
+        HistoryEntry {
+            checked_at: Utc::now(),
+            kind: kind.into(),
+            changed: vec![],
+            event_id: None,
+            values: [("price".to_string(), json!(price))].into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn history_is_newest_first_per_watcher_and_trimmed_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = WatcherState::default();
+        for price in ["1", "2", "3", "4"] {
+            store
+                .commit_recorded("w", &state, &[], Some(&entry("changed", price)), 3)
+                .await
+                .unwrap();
+        }
+        store
+            .commit_recorded("w-2", &state, &[], Some(&entry("baseline", "9")), 3)
+            .await
+            .unwrap();
+        let prices = |list: Vec<HistoryEntry>| -> Vec<String> {
+            list.iter()
+                .map(|e| e.values["price"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(prices(store.history("w", 10).unwrap()), ["4", "3", "2"]);
+        assert_eq!(prices(store.history("w", 1).unwrap()), ["4"]);
+        assert_eq!(
+            prices(store.history("w-2", 10).unwrap()),
+            ["9"],
+            "a name that extends another is its own watcher"
+        );
+        assert!(store.history("x", 10).unwrap().is_empty());
+
+        store
+            .commit_recorded("w", &state, &[], Some(&entry("changed", "5")), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            prices(store.history("w", 10).unwrap()),
+            ["4", "3", "2"],
+            "limit 0 records nothing"
+        );
+        assert_eq!(store.known_watchers().unwrap(), ["w", "w-2"]);
+        store.probe_writable().await.unwrap();
     }
 
     #[test]

@@ -16,7 +16,7 @@ async fn start(
 ) {
     let config = pagehook::config::load(&setup.config()).unwrap().config;
     let token = CancellationToken::new();
-    let handle = tokio::spawn(pagehook::daemon::run(config, token.clone()));
+    let handle = tokio::spawn(pagehook::daemon::run(config, setup.config(), token.clone()));
     (token, handle)
 }
 

@@ -314,7 +314,7 @@ secret = "{SECRET}"
     }
     let config = pagehook::config::load(&path).unwrap().config;
     let stop = CancellationToken::new();
-    let daemon = tokio::spawn(pagehook::daemon::run(config, stop.clone()));
+    let daemon = tokio::spawn(pagehook::daemon::run(config, path.clone(), stop.clone()));
     let started = Instant::now();
     receiver.wait_for(10).await;
     assert!(

@@ -158,6 +158,7 @@ struct Log {
     requests: Mutex<Vec<Received>>,
     status: Mutex<u16>,
     retry_after: Mutex<Option<String>>,
+    delay: Mutex<Duration>,
     arrived: Notify,
 }
 
@@ -175,12 +176,15 @@ impl Receiver {
         let router = Router::new().fallback(
             |State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes| async move {
                 let status = *log.status.lock().unwrap();
+                let delay = *log.delay.lock().unwrap();
                 log.requests.lock().unwrap().push(Received {
                     status,
                     headers,
                     body,
                 });
                 log.arrived.notify_waiters();
+                // Recorded on arrival, answered after the delay: a slow endpoint mid-request.
+                tokio::time::sleep(delay).await;
                 let mut answer = HeaderMap::new();
                 if let Some(after) = log.retry_after.lock().unwrap().as_deref() {
                     answer.insert("retry-after", after.parse().unwrap());
@@ -204,6 +208,11 @@ impl Receiver {
     /// Send `Retry-After: value` with every answer from now on.
     pub fn retry_after(&self, value: &str) {
         *self.log.retry_after.lock().unwrap() = Some(value.to_owned());
+    }
+
+    /// Hold each answer this long after the request arrives.
+    pub fn answer_after(&self, delay: Duration) {
+        *self.log.delay.lock().unwrap() = delay;
     }
 
     pub fn requests(&self) -> Vec<Received> {

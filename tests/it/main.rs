@@ -7,3 +7,4 @@ mod daemon;
 mod delivery;
 mod fixtures;
 mod pipeline;
+mod service;

@@ -1,0 +1,354 @@
+//! `status` and `history`: reports built from the store and the config, as plain serializable
+//! structs, so the CLI, the control socket and the daemon's own STATUS line share one source.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Watcher;
+use crate::extract::Values;
+use crate::store::{HistoryEntry, Store, StoreError};
+
+/// Every configured watcher, in config order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub watchers: Vec<WatcherStatus>,
+    /// Deliveries in the outbox, for all watchers (including ones no longer configured).
+    pub pending_deliveries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatcherStatus {
+    pub name: String,
+    pub url: String,
+    /// The values of the last successful check; null before the first.
+    pub values: Option<Values>,
+    pub last_check: Option<DateTime<Utc>>,
+    /// "ok" or "failed"; null when never checked.
+    pub last_outcome: Option<String>,
+    /// Why the last check failed, when it did.
+    pub last_error: Option<String>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// When the scheduler runs it next: now, if it is overdue.
+    pub next_run: DateTime<Utc>,
+    pub consecutive_failures: u32,
+    /// This watcher's deliveries still in the outbox.
+    pub pending_deliveries: usize,
+}
+
+impl StatusReport {
+    /// One line for systemd's STATUS=: what `systemctl status` shows under the unit.
+    pub fn summary(&self) -> String {
+        let failing = self
+            .watchers
+            .iter()
+            .filter(|w| w.consecutive_failures > 0)
+            .count();
+        format!(
+            "watching {}, {} failing, {} queued",
+            plural(self.watchers.len(), "page"),
+            failing,
+            plural(self.pending_deliveries, "delivery")
+        )
+    }
+}
+
+/// The state of each configured watcher as of `now`.
+pub fn status(
+    store: &Store,
+    watchers: &[std::sync::Arc<Watcher>],
+    now: DateTime<Utc>,
+) -> Result<StatusReport, StoreError> {
+    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+    let outbox = store.pending()?;
+    for delivery in &outbox {
+        *pending.entry(delivery.watcher.clone()).or_default() += 1;
+    }
+    let mut report = Vec::with_capacity(watchers.len());
+    for watcher in watchers {
+        let state = store.watcher_state(&watcher.name)?;
+        let next_run = if watcher
+            .schedule
+            .is_overdue(state.last_check, now, watcher.offset)
+        {
+            now
+        } else {
+            watcher.schedule.next_after(now, watcher.offset)
+        };
+        let last_outcome = state.last_check.map(|checked| {
+            if state.last_success == Some(checked) {
+                "ok".to_owned()
+            } else {
+                "failed".to_owned()
+            }
+        });
+        report.push(WatcherStatus {
+            name: watcher.name.clone(),
+            url: watcher.url.to_string(),
+            values: state.values,
+            last_check: state.last_check,
+            last_outcome,
+            last_error: state.last_error,
+            last_success: state.last_success,
+            next_run,
+            consecutive_failures: state.consecutive_failures,
+            pending_deliveries: pending.get(&watcher.name).copied().unwrap_or(0),
+        });
+    }
+    Ok(StatusReport {
+        watchers: report,
+        pending_deliveries: outbox.len(),
+    })
+}
+
+/// A watcher's recorded values, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReport {
+    pub watcher: String,
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// Up to `limit` entries of `watcher`'s history, or None for a watcher neither the config nor
+/// the store knows. A watcher removed from the config keeps its history, so it is found by the
+/// store as well as by the config.
+pub fn history(
+    store: &Store,
+    watchers: &[std::sync::Arc<Watcher>],
+    watcher: &str,
+    limit: usize,
+) -> Result<Option<HistoryReport>, StoreError> {
+    let entries = store.history(watcher, limit)?;
+    let configured = watchers.iter().any(|w| w.name == watcher);
+    if entries.is_empty() && !configured && !store.known_watchers()?.iter().any(|w| w == watcher) {
+        return Ok(None);
+    }
+    Ok(Some(HistoryReport {
+        watcher: watcher.to_owned(),
+        entries,
+    }))
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `field=value` pairs, strings unquoted when they need no quotes.
+fn values_line(values: &Values) -> String {
+    let mut line = String::new();
+    for (name, value) in values {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        let _ = match value {
+            serde_json::Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => {
+                write!(line, "{name}={s}")
+            }
+            other => write!(line, "{name}={other}"),
+        };
+    }
+    line
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The human-readable `status` table, with each failing watcher's error beneath it.
+pub fn render_status(report: &StatusReport) -> String {
+    let mut rows = vec![
+        [
+            "WATCHER",
+            "LAST CHECK",
+            "OUTCOME",
+            "NEXT RUN",
+            "FAILURES",
+            "QUEUED",
+            "VALUES",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for w in &report.watchers {
+        rows.push(vec![
+            w.name.clone(),
+            w.last_check.map_or("never".into(), time),
+            w.last_outcome.clone().unwrap_or("-".into()),
+            time(w.next_run),
+            w.consecutive_failures.to_string(),
+            w.pending_deliveries.to_string(),
+            w.values.as_ref().map_or("-".into(), values_line),
+        ]);
+    }
+    let mut out = table(&rows);
+    for w in report
+        .watchers
+        .iter()
+        .filter(|w| w.last_outcome.as_deref() == Some("failed"))
+    {
+        if let Some(err) = &w.last_error {
+            let _ = writeln!(out, "{}: {err}", w.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} queued",
+        plural(report.pending_deliveries, "delivery")
+    );
+    out
+}
+
+/// The human-readable `history` listing, newest first.
+pub fn render_history(report: &HistoryReport) -> String {
+    if report.entries.is_empty() {
+        return format!("{}: no history recorded yet\n", report.watcher);
+    }
+    let mut rows = vec![
+        ["TIME", "KIND", "CHANGED", "VALUES"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for e in &report.entries {
+        let changed = if e.changed.is_empty() {
+            "-".to_owned()
+        } else {
+            e.changed.join(",")
+        };
+        rows.push(vec![
+            time(e.checked_at),
+            e.kind.clone(),
+            changed,
+            values_line(&e.values),
+        ]);
+    }
+    table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::WatcherState;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn watchers() -> Vec<std::sync::Arc<Watcher>> {
+        let text = r#"
+            [webhooks.a]
+            url = "https://a.example"
+            secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            [defaults]
+            schedule = "every 1h"
+            jitter = "0s"
+            [[watchers]]
+            name = "fresh"
+            url = "https://s.example/fresh"
+            fields.price = { css = ".price" }
+            [[watchers]]
+            name = "broken"
+            url = "https://s.example/broken"
+            fields.price = { css = ".price" }
+        "#;
+        struct NoEnv;
+        impl crate::config::Environment for NoEnv {
+            fn var(&self, _: &str) -> Option<String> {
+                None
+            }
+        }
+        crate::config::parse(text, Path::new("w.toml"), &NoEnv)
+            .unwrap()
+            .config
+            .watchers
+    }
+
+    #[tokio::test]
+    async fn status_reports_outcome_next_run_and_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-11-27T06:30:00Z".parse().unwrap();
+        let ok_at = now - chrono::TimeDelta::minutes(10);
+        let ok = WatcherState {
+            values: Some([("price".to_string(), json!("$5.00"))].into()),
+            last_check: Some(ok_at),
+            last_success: Some(ok_at),
+            ..Default::default()
+        };
+        store.commit("fresh", &ok, &[]).await.unwrap();
+        let failed = WatcherState {
+            last_check: Some(now - chrono::TimeDelta::hours(2)),
+            consecutive_failures: 3,
+            last_error: Some("fetch failed: HTTP 503".into()),
+            ..Default::default()
+        };
+        store.commit("broken", &failed, &[]).await.unwrap();
+
+        let report = status(&store, &watchers(), now).unwrap();
+        let [fresh, broken] = &report.watchers[..] else {
+            panic!("{report:?}")
+        };
+        assert_eq!(fresh.last_outcome.as_deref(), Some("ok"));
+        assert_eq!(
+            fresh.next_run,
+            "2026-11-27T07:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(broken.last_outcome.as_deref(), Some("failed"));
+        assert_eq!(broken.next_run, now, "an overdue watcher runs at once");
+        assert_eq!(broken.consecutive_failures, 3);
+        assert_eq!(
+            report.summary(),
+            "watching 2 pages, 1 failing, 0 deliveries queued"
+        );
+
+        let text = render_status(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("WATCHER  LAST CHECK"), "{text}");
+        assert!(
+            lines[1].starts_with("fresh    2026-11-27T06:20:00Z  ok "),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("price=$5.00"), "{text}");
+        assert_eq!(lines[3], "broken: fetch failed: HTTP 503");
+    }
+
+    #[tokio::test]
+    async fn history_of_an_unknown_watcher_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = history(&store, &watchers(), "fresh", 10).unwrap().unwrap();
+        assert!(empty.entries.is_empty());
+        assert_eq!(render_history(&empty), "fresh: no history recorded yet\n");
+        assert_eq!(history(&store, &watchers(), "nope", 10).unwrap(), None);
+    }
+}
