@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Loaded};
 use crate::daemon;
 use crate::receive::{self, Received, Rejected};
+use crate::schedule::Schedule;
 use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
 
 /// How the demo runs; `Default` is what `pagehook demo` uses.
@@ -355,6 +356,14 @@ pub async fn run(
         servers.clone(),
     ));
 
+    // A loopback page comes back in milliseconds; the timeout only has to fit the period, which
+    // the config loader would otherwise warn about.
+    let period = options
+        .schedule
+        .parse::<Schedule>()
+        .context("the demo's schedule")?
+        .period();
+    let timeout = period.min(Duration::from_secs(2));
     let path = dir.path().join("watchers.toml");
     let products = shop.products.lock().expect("shop lock").clone();
     let text = config_text(
@@ -364,6 +373,7 @@ pub async fn run(
         &dir.path().join("state"),
         &products,
         &options.schedule,
+        timeout,
     );
     std::fs::write(&path, text).context("cannot write the demo's watchers.toml")?;
     let Loaded { config, warnings } = config::load(&path)
@@ -439,6 +449,7 @@ fn config_text(
     state_dir: &Path,
     products: &[Product],
     schedule: &str,
+    timeout: Duration,
 ) -> String {
     let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
     let mut text = format!(
@@ -449,7 +460,7 @@ state_dir = {state_dir}
 [defaults]
 schedule = {schedule}
 jitter = "0s"
-timeout = "2s"
+timeout = "{timeout}"
 webhook = "demo"
 
 [webhooks.demo]
@@ -459,6 +470,7 @@ retry = ["1s", "2s", "5s"]
 "#,
         state_dir = quoted(&state_dir.display().to_string()),
         schedule = quoted(schedule),
+        timeout = humantime::format_duration(timeout),
         receiver_url = quoted(receiver_url),
         secret = quoted(&secret.to_whsec()),
     );
@@ -788,6 +800,7 @@ mod tests {
             &dir.path().join("state dir \"quoted\""),
             &products,
             "every 2s",
+            Duration::from_secs(2),
         );
         let path = dir.path().join("watchers.toml");
         let loaded = config::parse(&text, &path, &ProcessEnv).unwrap_or_else(|e| panic!("{e}"));

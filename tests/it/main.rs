@@ -3,5 +3,7 @@
 
 mod cli;
 mod daemon;
+mod demo;
 mod fixtures;
 mod pipeline;
+mod receive;
