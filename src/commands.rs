@@ -1,6 +1,7 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -186,7 +187,14 @@ pub async fn demo(duration: Option<std::time::Duration>) -> ExitCode {
         ..demo::Options::default()
     };
     let shutdown = daemon::shutdown_on_signals();
-    match demo::run(&options, shutdown, |output| println!("{output}")).await {
+    let stop = shutdown.clone();
+    // A closed stdout (`pagehook demo | head`) ends the demo rather than a panic.
+    let show = |output: demo::Output| {
+        if writeln!(std::io::stdout(), "{output}").is_err() {
+            stop.cancel();
+        }
+    };
+    match demo::run(&options, shutdown, show).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pagehook demo: {err:#}");
@@ -256,10 +264,13 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
     );
     let shutdown = daemon::shutdown_on_signals();
     let (events, mut received) = mpsc::channel(64);
-    let server = tokio::spawn(receive::serve(listener, options, events, shutdown));
+    let server = tokio::spawn(receive::serve(listener, options, events, shutdown.clone()));
     // The channel closes when the server has stopped and dropped its sender.
     while let Some(request) = received.recv().await {
-        println!("{}", describe(&request));
+        // A closed stdout stops the receiver; it must not go on answering 204 unseen.
+        if writeln!(std::io::stdout(), "{}", describe(&request)).is_err() {
+            shutdown.cancel();
+        }
     }
     match server.await {
         Ok(Ok(())) => ExitCode::SUCCESS,

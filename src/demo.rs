@@ -63,6 +63,7 @@ pub enum Output {
         watchers: usize,
         schedule: String,
         state_dir: String,
+        duration: Option<Duration>,
     },
     Event(EventLine),
     Rejected(Rejected),
@@ -78,6 +79,7 @@ impl fmt::Display for Output {
                 watchers,
                 schedule,
                 state_dir,
+                duration,
             } => {
                 writeln!(
                     f,
@@ -99,7 +101,14 @@ impl fmt::Display for Output {
                     f,
                     "The first check of each page records a baseline. After that, each line is one webhook"
                 )?;
-                writeln!(f, "the receiver verified. Stop with Ctrl-C.\n")?;
+                let stop = match duration {
+                    Some(d) => format!(
+                        "Stops after {} (or at Ctrl-C).",
+                        humantime::format_duration(*d)
+                    ),
+                    None => "Stop with Ctrl-C.".to_owned(),
+                };
+                writeln!(f, "the receiver verified. {stop}\n")?;
                 write!(f, "{:<8}  {:<24}  {:<32}  stock", "UTC", "product", "price")
             }
             Output::Event(line) => line.fmt(f),
@@ -388,6 +397,7 @@ pub async fn run(
         watchers: config.watchers.len(),
         schedule: options.schedule.clone(),
         state_dir: dir.path().display().to_string(),
+        duration: options.duration,
     });
     let stop = CancellationToken::new();
     let mut pagehook = tokio::spawn(daemon::run(config, stop.clone()));

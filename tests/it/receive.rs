@@ -32,29 +32,79 @@ async fn post(url: &str, secret: &Secret, id: &str, ts: i64, signed: &str, sent:
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn receive_verifies_answers_401_to_bad_requests_and_appends_verified_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_file = dir.path().join("events.jsonl");
-    let old = Secret::generate().unwrap();
+/// A running `pagehook receive` on a free port, with its stdout lines and its URL.
+struct Running {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    first: String,
+    url: String,
+}
+
+async fn start_receive(args: &[&str], secret_env: &str) -> Running {
     let mut child = tokio::process::Command::new(binary())
-        .args(["receive", "--port", "0", "--out"])
-        .arg(&out_file)
-        // Two secrets in the variable, as while rotating.
-        .env("PAGEHOOK_SECRET", format!("{SECRET}\n{}", old.to_whsec()))
+        .args(["receive", "--port", "0"])
+        .args(args)
+        .env("PAGEHOOK_SECRET", secret_env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = stdout.next_line().await.unwrap().unwrap();
-    assert!(first.contains("with 2 secrets"), "{first}");
     let addr = first
         .split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    let url = format!("http://{addr}/hooks/pagehook");
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    Running {
+        child,
+        stdout,
+        first,
+        url: format!("http://{addr}/hooks/pagehook"),
+    }
+}
+
+impl Running {
+    /// SIGINT, then everything it printed after the first line; asserts a clean exit.
+    async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut printed = Vec::new();
+        while let Some(line) = self.stdout.next_line().await.unwrap() {
+            printed.push(line);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("receive stops on SIGINT")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        printed
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receive_verifies_answers_401_to_bad_requests_and_appends_verified_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("events.jsonl");
+    let old = Secret::generate().unwrap();
+    let out_arg = out_file.display().to_string();
+    // Two secrets in the variable, as while rotating.
+    let running = start_receive(
+        &["--out", &out_arg],
+        &format!("{SECRET}\n{}", old.to_whsec()),
+    )
+    .await;
+    assert!(
+        running.first.contains("with 2 secrets"),
+        "{}",
+        running.first
+    );
+    let url = running.url.clone();
 
     let secret: Secret = SECRET.parse().unwrap();
     let now = chrono::Utc::now().timestamp();
@@ -100,21 +150,7 @@ async fn receive_verifies_answers_401_to_bad_requests_and_appends_verified_event
         serde_json::from_str::<serde_json::Value>(body).unwrap()
     );
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut printed = Vec::new();
-    while let Some(line) = stdout.next_line().await.unwrap() {
-        printed.push(line);
-    }
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("receive stops on SIGINT")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let printed = running.stop().await;
     let heads: Vec<&String> = printed.iter().filter(|l| !l.starts_with(' ')).collect();
     assert_eq!(heads.len(), 5, "{printed:#?}");
     assert!(
@@ -161,4 +197,45 @@ async fn secret_prints_a_fresh_usable_secret() {
     assert_ne!(a, b);
     assert!(a.starts_with("whsec_"), "{a}");
     a.parse::<Secret>().expect("pagehook parses what it prints");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receive_verifies_what_the_real_pipeline_sends() {
+    let shop = Shop::start().await;
+    shop.set("/widget", product("Widget", "$10.00", 5));
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("events.jsonl");
+    let out_arg = out_file.display().to_string();
+    let running = start_receive(&["--out", &out_arg], SECRET).await;
+    let config = dir.path().join("watchers.toml");
+    let text = format!(
+        "[daemon]\nstate_dir = \"{}\"\n[webhooks.local]\nurl = \"{}\"\nsecret = \"{SECRET}\"\n{}",
+        dir.path().join("state").display(),
+        running.url,
+        widget_watcher(&shop, "w", "/widget", "every 5m")
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let baseline = pagehook(&config, &["once"]).await;
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    shop.set("/widget", product("Widget", "$8.00", 5));
+    let changed = pagehook(&config, &["once"]).await;
+    assert!(
+        changed.stdout.contains("delivered 1, 0 queued"),
+        "{changed:?}"
+    );
+
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&out_file).unwrap().trim()).unwrap();
+    assert!(line["id"].as_str().unwrap().starts_with("evt_"), "{line}");
+    assert_eq!(
+        line["event"]["data"]["changes"]["price"],
+        serde_json::json!({"old": "$10.00", "new": "$8.00"})
+    );
+    let printed = running.stop().await;
+    assert!(
+        printed[0].contains("verified  watch.changed  evt_"),
+        "{printed:#?}"
+    );
+    assert!(printed[0].ends_with("watcher=w seq=1"), "{printed:#?}");
 }
