@@ -452,6 +452,8 @@ async fn bind() -> anyhow::Result<TcpListener> {
 
 /// The watchers.toml the demo runs: one watcher per product, each tracking the title, the price
 /// and the stock badge, as a user would write it for a real shop.
+/// The secret is written inline: the file sits in a directory only this user can read, removed
+/// on exit.
 fn config_text(
     shop: SocketAddr,
     receiver_url: &str,

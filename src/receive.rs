@@ -200,7 +200,7 @@ fn append(shared: &Shared, verified: &Verified) -> std::io::Result<()> {
 pub fn describe(received: &Received) -> String {
     match received {
         Received::Verified(v) => {
-            let at = v.received_at.format("%H:%M:%S");
+            let at = v.received_at.format("%H:%M:%SZ");
             let kind = v.event["type"].as_str().unwrap_or("(no type)");
             let mut head = format!("{at}  verified  {kind}  {}", v.id);
             let data = &v.event["data"];
@@ -215,7 +215,7 @@ pub fn describe(received: &Received) -> String {
             format!("{head}\n{}", indented.join("\n"))
         }
         Received::Rejected(r) => {
-            let at = r.received_at.format("%H:%M:%S");
+            let at = r.received_at.format("%H:%M:%SZ");
             format!("{at}  REJECTED  {}  {}", r.status, r.reason)
         }
     }
@@ -320,7 +320,7 @@ mod tests {
         });
         let text = describe(&verified);
         assert!(
-            text.starts_with("22:13:20  verified  watch.changed  evt_1  watcher=w seq=3\n    {"),
+            text.starts_with("22:13:20Z  verified  watch.changed  evt_1  watcher=w seq=3\n    {"),
             "{text}"
         );
         let rejected = Received::Rejected(Rejected {
@@ -328,6 +328,6 @@ mod tests {
             reason: "bad".into(),
             received_at: at(1_700_000_000),
         });
-        assert_eq!(describe(&rejected), "22:13:20  REJECTED  401  bad");
+        assert_eq!(describe(&rejected), "22:13:20Z  REJECTED  401  bad");
     }
 }
