@@ -11,7 +11,12 @@ use pagehook::daemon;
 
 /// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
 #[derive(Parser)]
-#[command(name = "pagehook", version, propagate_version = true)]
+#[command(
+    name = "pagehook",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  pagehook demo                     # see it work, offline\n  pagehook check && pagehook test   # validate watchers.toml, try its selectors\n  pagehook run                      # the daemon\n\n`pagehook help COMMAND` shows a command's options and an example."
+)]
 struct Cli {
     /// The watchers file.
     #[arg(
