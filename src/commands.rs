@@ -1,6 +1,7 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,15 +12,19 @@ use futures_util::{StreamExt, stream};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::check::{Checks, check_all, probe};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::control::{self, Request};
 use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
+use crate::receive::{self, describe};
 use crate::report::{Deliveries, Replayed};
+use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
 use crate::status;
 use crate::store::{Store, StoreError};
+use crate::{daemon, demo};
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
@@ -424,6 +429,125 @@ pub async fn history(path: &Path, watcher: &str, limit: usize, as_json: bool) ->
         }
         Err(err) => {
             eprintln!("pagehook history: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagehook demo [--duration D]`
+pub async fn demo(duration: Option<std::time::Duration>) -> ExitCode {
+    let options = demo::Options {
+        duration,
+        ..demo::Options::default()
+    };
+    let shutdown = daemon::shutdown_on_signals();
+    let stop = shutdown.clone();
+    // A closed stdout (`pagehook demo | head`) ends the demo rather than a panic.
+    let show = |output: demo::Output| {
+        if writeln!(std::io::stdout(), "{output}").is_err() {
+            stop.cancel();
+        }
+    };
+    match demo::run(&options, shutdown, show).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pagehook demo: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagehook receive --secret S [--host H] [--port P] [--out FILE]`
+pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Path>) -> ExitCode {
+    // Several secrets may also arrive whitespace-separated in one value, as from
+    // $PAGEHOOK_SECRET; parse errors never echo the secret.
+    let texts: Vec<&str> = secrets.iter().flat_map(|s| s.split_whitespace()).collect();
+    if texts.is_empty() {
+        eprintln!("pagehook receive: --secret is empty");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut parsed = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        match text.parse::<Secret>() {
+            Ok(secret) => parsed.push(secret),
+            Err(err) => {
+                eprintln!("pagehook receive: secret #{}: {err}", i + 1);
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let file = match out {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => Some(file),
+            Err(err) => {
+                eprintln!("pagehook receive: cannot open {}: {err}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("pagehook receive: cannot listen on {host}:{port}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(err) => {
+            eprintln!("pagehook receive: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let count = parsed.len();
+    let options = receive::Options {
+        secrets: parsed,
+        tolerance_secs: DEFAULT_TOLERANCE_SECS,
+        out: file,
+    };
+    println!(
+        "Listening on http://{addr}/ (any path) with {count} secret{}; answering 204 to verified webhooks, 401 to the rest.{} Ctrl-C stops.",
+        if count == 1 { "" } else { "s" },
+        out.map(|p| format!(" Appending events to {}.", p.display()))
+            .unwrap_or_default()
+    );
+    let shutdown = daemon::shutdown_on_signals();
+    let (events, mut received) = mpsc::channel(64);
+    let server = tokio::spawn(receive::serve(listener, options, events, shutdown.clone()));
+    // The channel closes when the server has stopped and dropped its sender.
+    while let Some(request) = received.recv().await {
+        // A closed stdout stops the receiver; it must not go on answering 204 unseen.
+        if writeln!(std::io::stdout(), "{}", describe(&request)).is_err() {
+            shutdown.cancel();
+        }
+    }
+    match server.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
+            eprintln!("pagehook receive: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("pagehook receive: the server panicked: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pagehook secret`
+pub fn secret() -> ExitCode {
+    match Secret::generate() {
+        Ok(secret) => {
+            println!("{}", secret.to_whsec());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("pagehook secret: the operating system gave no random bytes: {err}");
             ExitCode::FAILURE
         }
     }

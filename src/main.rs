@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -9,7 +10,12 @@ use pagehook::logging::{self, LogFormat};
 
 /// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
 #[derive(Parser)]
-#[command(name = "pagehook", version, propagate_version = true)]
+#[command(
+    name = "pagehook",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  pagehook demo                     # see it work, offline\n  pagehook check && pagehook test   # validate watchers.toml, try its selectors\n  pagehook run                      # the daemon\n\n`pagehook help COMMAND` shows a command's options and an example."
+)]
 struct Cli {
     /// The watchers file.
     #[arg(
@@ -96,6 +102,48 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Try pagehook offline: a local shop whose prices move, pagehook watching it, and a receiver
+    /// verifying every webhook; one line per event.
+    #[command(
+        after_help = "Examples:\n  pagehook demo                 # until Ctrl-C\n  pagehook demo --duration 30s"
+    )]
+    Demo {
+        /// Stop after this long (e.g. 30s, 2m) and print the summary; default: run until Ctrl-C.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Receive webhooks locally: verify each request's signature, answer 204 or 401, print
+    /// the event.
+    #[command(
+        after_help = "Examples:\n  pagehook receive --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n  PAGEHOOK_SECRET=\"$(cat secret)\" pagehook receive --port 8080 --out events.jsonl\n\nWith the example watchers.toml, the first command receives what `pagehook once` sends."
+    )]
+    Receive {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The port to listen on (0: any free port).
+        #[arg(short, long, default_value_t = 9999)]
+        port: u16,
+        /// The webhook's whsec_ secret; repeat it (or separate with spaces in the variable) to
+        /// accept several while rotating.
+        #[arg(
+            long = "secret",
+            value_name = "SECRET",
+            env = "PAGEHOOK_SECRET",
+            hide_env_values = true,
+            required = true
+        )]
+        secrets: Vec<String>,
+        /// Append each verified event to this file as one JSON line:
+        /// {"id":..,"received_at":..,"event":{..}}.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print a fresh webhook secret (whsec_ + 32 random bytes in base64).
+    #[command(
+        after_help = "Example:\n  pagehook secret > /etc/pagehook/secret   # then: secret_file = \"/etc/pagehook/secret\""
+    )]
+    Secret,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +184,14 @@ fn main() -> ExitCode {
                 limit,
                 json,
             } => commands::history(&cli.config, &watcher, limit, json).await,
+            Command::Demo { duration } => commands::demo(duration).await,
+            Command::Receive {
+                host,
+                port,
+                secrets,
+                out,
+            } => commands::receive(&host, port, &secrets, out.as_deref()).await,
+            Command::Secret => commands::secret(),
         }
     })
 }

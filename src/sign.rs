@@ -21,6 +21,8 @@ type HmacSha256 = Hmac<Sha256>;
 const SECRET_PREFIX: &str = "whsec_";
 const MIN_SECRET_LEN: usize = 24;
 const MAX_SECRET_LEN: usize = 64;
+/// 256 bits, the strength of HMAC-SHA256 itself, so the key is never the weak link.
+const GENERATED_SECRET_LEN: usize = 32;
 
 // Secrets get copied around by hand and padding is often lost on the way,
 // so accept it either way; what we emit is always padded.
@@ -39,6 +41,14 @@ impl Secret {
     /// so callers generating keys must pick 24..=64 random bytes themselves.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Secret(bytes)
+    }
+
+    /// A fresh secret of 32 bytes from the operating system's CSPRNG: what `pagehook secret`
+    /// prints and `pagehook demo` signs with.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = vec![0; GENERATED_SECRET_LEN];
+        getrandom::fill(&mut bytes)?;
+        Ok(Secret(bytes))
     }
 
     /// The `whsec_<base64>` form that [`FromStr`] accepts.
@@ -325,5 +335,14 @@ mod tests {
         }
         assert_eq!(spec().to_whsec(), KEY);
         assert_eq!(spec().0.len(), 24);
+    }
+
+    #[test]
+    fn generated_secrets_parse_back_and_differ() {
+        let (a, b) = (Secret::generate().unwrap(), Secret::generate().unwrap());
+        assert_eq!(a.0.len(), GENERATED_SECRET_LEN);
+        assert_ne!(a.0, b.0);
+        let text = a.to_whsec();
+        assert_eq!(text.parse::<Secret>().unwrap().0, a.0);
     }
 }

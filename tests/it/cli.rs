@@ -81,3 +81,34 @@ async fn test_prints_values_as_json_lines_and_touches_nothing() {
     assert!(!setup.state_dir().exists(), "test touches no state");
     assert!(receiver.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_has_help_with_an_example_and_version_works() {
+    let config = std::path::Path::new("watchers.toml");
+    let version = pagehook(config, &["--version"]).await;
+    assert_eq!(
+        version.stdout,
+        format!("pagehook {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let top = pagehook(config, &["--help"]).await;
+    assert!(top.stdout.contains("Examples:\n  pagehook demo"), "{top:?}");
+    for command in ["run", "once", "check", "test", "demo", "receive", "secret"] {
+        let help = pagehook(config, &[command, "--help"]).await;
+        assert_eq!(help.code, 0, "{help:?}");
+        let example = help
+            .stdout
+            .split_once("\nExample")
+            .map(|(_, example)| example)
+            .unwrap_or_else(|| {
+                panic!(
+                    "`pagehook {command} --help` has no example:\n{}",
+                    help.stdout
+                )
+            });
+        assert!(
+            example.contains("  pagehook ") && example.contains(command),
+            "{}",
+            help.stdout
+        );
+    }
+}

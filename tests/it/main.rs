@@ -5,6 +5,8 @@ mod cli;
 mod crash;
 mod daemon;
 mod delivery;
+mod demo;
 mod fixtures;
 mod pipeline;
+mod receive;
 mod service;
