@@ -430,25 +430,16 @@ impl Deliverer {
                 let next_retry = delivery
                     .next_attempt
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                if misconfigured {
-                    warn!(
-                        event_id,
-                        webhook,
-                        error = reason.as_str(),
-                        attempt,
-                        next_retry,
-                        "delivery failed; the endpoint looks misconfigured"
-                    );
-                } else {
-                    warn!(
-                        event_id,
-                        webhook,
-                        error = reason.as_str(),
-                        attempt,
-                        next_retry,
-                        "delivery failed"
-                    );
-                }
+                // Misconfiguration is flagged in a field, so log queries can pick it out.
+                warn!(
+                    event_id,
+                    webhook,
+                    error = reason.as_str(),
+                    misconfigured,
+                    attempt,
+                    next_retry,
+                    "delivery failed"
+                );
                 if let Err(err) = self.inner.store.reschedule(key, &delivery) {
                     error!(event_id, error = %err, "cannot reschedule; the entry stays due");
                 }

@@ -56,6 +56,7 @@ struct Metrics {
     delivery_duration: Histogram,
     dead_letters: Family<WebhookLabel, Counter>,
     outbox_depth: Gauge,
+    dead_letters_held: Gauge,
     oldest_pending: Gauge<f64, AtomicU64>,
     last_success: Family<WatcherLabel, Gauge<f64, AtomicU64>>,
     consecutive_failures: Family<WatcherLabel, Gauge>,
@@ -75,6 +76,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         delivery_duration: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
         dead_letters: Family::default(),
         outbox_depth: Gauge::default(),
+        dead_letters_held: Gauge::default(),
         oldest_pending: Gauge::default(),
         last_success: Family::default(),
         consecutive_failures: Family::default(),
@@ -121,6 +123,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "outbox_depth",
         "Deliveries waiting in the outbox",
         m.outbox_depth.clone(),
+    );
+    registry.register(
+        "dead_letters_held",
+        "Dead letters in the store now, waiting for `pagehook replay`",
+        m.dead_letters_held.clone(),
     );
     registry.register_with_unit(
         "outbox_oldest_age",
@@ -212,6 +219,7 @@ pub fn scrape(
 fn observe_store(store: &Store, watchers: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
     let pending = store.pending()?;
     METRICS.outbox_depth.set(pending.len() as i64);
+    METRICS.dead_letters_held.set(store.dead_count() as i64);
     let oldest = pending.iter().map(|d| d.created_at).min();
     let age = oldest.map_or(0.0, |at| {
         (now - at).num_milliseconds().max(0) as f64 / 1000.0

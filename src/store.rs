@@ -425,6 +425,10 @@ impl Store {
             .collect()
     }
 
+    pub fn dead_count(&self) -> usize {
+        self.dead.len()
+    }
+
     pub fn quarantined(&self) -> usize {
         self.quarantine.len()
     }
