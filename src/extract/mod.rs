@@ -1,7 +1,9 @@
 //! Page -> values. Pure functions: no I/O, no clock.
 
 mod css;
+pub mod currency;
 mod number;
+pub mod price;
 
 use std::collections::BTreeMap;
 
