@@ -6,8 +6,8 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::config::Watcher;
-use crate::diff::{Diff, Event, diff};
-use crate::extract::{ExtractError, Values, extract};
+use crate::diff::{Diff, Event, evaluate};
+use crate::extract::{ExtractError, Extraction, Values, extract_explained};
 use crate::fetch::{FetchError, Fetcher, Request};
 use crate::store::{Delivery, Store, StoreError};
 
@@ -30,6 +30,10 @@ pub enum Outcome {
         fields: Vec<String>,
         event_id: String,
     },
+    /// Values changed, but not enough for the notify rules: recorded, nothing sent.
+    Quiet {
+        fields: Vec<String>,
+    },
     Failed(CheckError),
 }
 
@@ -39,6 +43,7 @@ impl Outcome {
             Outcome::Baseline => "baseline",
             Outcome::Unchanged => "unchanged",
             Outcome::Changed { .. } => "changed",
+            Outcome::Quiet { .. } => "quiet",
             Outcome::Failed(_) => "failed",
         }
     }
@@ -46,13 +51,21 @@ impl Outcome {
 
 /// Fetch and extract without touching state: what `test` shows.
 pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, CheckError> {
+    Ok(probe_explained(watcher, fetcher).await?.values)
+}
+
+/// As `probe`, also saying where each value was found.
+pub async fn probe_explained(
+    watcher: &Watcher,
+    fetcher: &Fetcher,
+) -> Result<Extraction, CheckError> {
     let request = Request {
         url: &watcher.url,
         timeout: watcher.timeout,
         max_body: watcher.max_body,
     };
     let page = fetcher.fetch(&request).await?;
-    Ok(extract(&watcher.fields, &page.body)?)
+    Ok(extract_explained(&watcher.fields, &page.body)?)
 }
 
 /// Check a watcher and commit what it found: new values and, on a change, one event per
@@ -79,11 +92,19 @@ async fn check_and_commit(
     let values = probe(watcher, fetcher).await?;
     let now = Utc::now();
     let mut state = store.watcher_state(&watcher.name)?;
-    let diff = diff(state.values.as_ref(), &values);
+    let evaluation = evaluate(
+        &watcher.notify,
+        state.values.as_ref(),
+        state.announced.as_ref(),
+        &values,
+    );
     let mut deliveries = Vec::new();
-    let outcome = match diff {
+    let outcome = match evaluation.diff {
         Diff::Baseline => Outcome::Baseline,
-        Diff::Unchanged => Outcome::Unchanged,
+        Diff::Unchanged if evaluation.quiet.is_empty() => Outcome::Unchanged,
+        Diff::Unchanged => Outcome::Quiet {
+            fields: evaluation.quiet,
+        },
         Diff::Changed(changes) => {
             state.seq += 1;
             let fields = changes.keys().cloned().collect();
@@ -117,6 +138,7 @@ async fn check_and_commit(
         }
     };
     state.values = Some(values);
+    state.announced = Some(evaluation.announced);
     state.last_check = Some(now);
     state.last_success = Some(now);
     state.consecutive_failures = 0;

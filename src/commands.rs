@@ -8,9 +8,10 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
-use crate::check::{Outcome, check, probe};
+use crate::check::{Outcome, check, probe_explained};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::deliver::Deliverer;
+use crate::extract::Source;
 use crate::fetch::Fetcher;
 use crate::store::Store;
 
@@ -106,10 +107,11 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     };
     let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
     println!(
-        "checked {}: {} changed, {} unchanged, {} baseline, {} failed; delivered {}, {} queued for retry",
+        "checked {}: {} changed, {} unchanged, {} quiet, {} baseline, {} failed; delivered {}, {} queued for retry",
         outcomes.len(),
         count("changed"),
         count("unchanged"),
+        count("quiet"),
         count("baseline"),
         count("failed"),
         delivered,
@@ -143,7 +145,7 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
     let mut results = stream::iter(&watchers)
         .map(|w| {
             let fetcher = &fetcher;
-            async move { (w, probe(w, fetcher).await) }
+            async move { (w, probe_explained(w, fetcher).await) }
         })
         .buffered(CONCURRENCY);
     let mut failed = false;
@@ -152,17 +154,34 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         let name = watcher.name.as_str();
         if as_json {
             let line = match &result {
-                Ok(values) => json!({"watcher": name, "ok": true, "values": values}),
+                Ok(found) => {
+                    let sources: serde_json::Map<String, serde_json::Value> = found
+                        .origins
+                        .iter()
+                        .map(|(field, origin)| (field.clone(), origin.label().into()))
+                        .collect();
+                    json!({"watcher": name, "ok": true, "values": found.values, "sources": sources})
+                }
                 Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
             };
             println!("{line}");
             continue;
         }
         match result {
-            Ok(values) => {
+            Ok(found) => {
                 println!("{name}: ok");
-                for (field, value) in values {
-                    println!("  {field} = {value}");
+                for (field, value) in &found.values {
+                    // Say where an automatic source found its value, so it can be trusted.
+                    let automatic = watcher
+                        .fields
+                        .iter()
+                        .any(|f| f.name == *field && matches!(f.source, Source::Auto));
+                    match found.origins.get(field) {
+                        Some(origin) if automatic => {
+                            println!("  {field} = {value}  (found in {})", origin.label())
+                        }
+                        _ => println!("  {field} = {value}"),
+                    }
                 }
             }
             Err(err) => println!("{name}: FAILED: {err}"),

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod diff;
 pub mod extract;
 pub mod fetch;
+pub mod notify;
 pub mod schedule;
 pub mod sign;
 pub mod store;
