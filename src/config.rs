@@ -1295,6 +1295,121 @@ webhook = "b"
         );
     }
 
+    const HOOK: &str =
+        "[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"PAGEHOOK_SECRET\"\n";
+
+    #[test]
+    fn price_sources_currencies_and_notify_rules() {
+        let loaded = parse_text(&format!(
+            r#"{HOOK}[[watchers]]
+name = "w"
+url = "https://s.example/p"
+currency = "SEK"
+notify = {{ on = "decrease", min_change_pct = 1.5, below = "1000" }}
+fields.price = {{ type = "price" }}
+fields.listed = {{ jsonld = "offers.price", type = "price", currency = "NOK", notify = {{ above = 10 }} }}
+fields.api = {{ json = "/data/price", type = "number", notify = false }}
+fields.stock = {{ type = "availability" }}
+fields.title = {{ css = "h1", notify = true }}
+"#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let w = &loaded.config.watchers[0];
+        let by_name = |n: &str| w.fields.iter().find(|f| f.name == n).unwrap();
+        assert!(matches!(by_name("price").source, Source::Auto));
+        assert_eq!(by_name("price").currency, Some("SEK"), "the watcher's hint");
+        assert_eq!(
+            by_name("listed").currency,
+            Some("NOK"),
+            "the field's own wins"
+        );
+        assert!(
+            matches!(&by_name("api").source, Source::Json { pointer } if pointer == "/data/price")
+        );
+        let rule = w.notify.watcher.as_ref().unwrap();
+        assert_eq!(rule.on, Direction::Decrease);
+        assert_eq!(rule.min_change_pct.unwrap().to_string(), "1.5");
+        assert_eq!(rule.below.unwrap().to_string(), "1000");
+        assert_eq!(w.notify.fields["api"].notify, FieldNotify::Never);
+        assert!(matches!(
+            w.notify.fields["listed"].notify,
+            FieldNotify::Rule(_)
+        ));
+        assert!(!w.notify.fields["title"].numeric);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn every_bad_price_key_is_reported_at_its_place() {
+        let text = format!(
+            r#"{HOOK}[[watchers]]
+name = "w"
+url = "https://s.example/p"
+notify = {{ min_change_pct = -1, on = "any" }}
+fields.two = {{ css = "h1", json = "/a" }}
+fields.ptr = {{ json = "data/price" }}
+fields.path = {{ jsonld = "offers..price" }}
+fields.nosource = {{ type = "number" }}
+fields.cur = {{ css = ".p", type = "price", currency = "EURO" }}
+fields.textcur = {{ css = ".p", currency = "EUR" }}
+fields.textrule = {{ css = "h1", notify = {{ min_change_abs = 1 }} }}
+fields.abs = {{ css = ".p", type = "price", notify = {{ min_change_abs = -2.5 }} }}
+fields.attr = {{ jsonld = "image", attr = "src" }}
+fields.autoregex = {{ type = "price", regex = "(\\d+)" }}
+"#
+        );
+        let errs = errors(&text);
+        let expect = [
+            "watchers.toml:7:29: `min_change_pct` cannot be negative",
+            "watchers.toml:8:14: field `two` has several sources (css, json): keep one",
+            "watchers.toml:9:23: invalid JSON pointer `data/price`: it starts with `/`",
+            "watchers.toml:10:26: invalid JSON-LD path `offers..price`",
+            "watchers.toml:11:19: field `nosource` has no source",
+            "watchers.toml:12:55: unknown currency `EURO`",
+            "watchers.toml:13:43: `currency` applies only to `type = \"price\"` fields",
+            "watchers.toml:14:42: notify rules measure a change's size, and field `textrule` is not a price or number",
+            "watchers.toml:15:72: `min_change_abs` cannot be negative",
+            "watchers.toml:16:42: `attr` reads an attribute of the `css` match",
+            "watchers.toml:17:46: `regex` refines a source's text",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+
+        let typo = errors(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.p = {{ type = \"price\", notify = {{ below_ = 5 }} }}\n"
+        ));
+        assert!(typo[0].contains("unknown field `below_`"), "{typo:?}");
+        let on = errors(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nnotify = {{ on = \"drop\" }}\nfields.p = {{ type = \"price\" }}\n"
+        ));
+        assert!(
+            on[0].starts_with("watchers.toml:7:17: unknown variant `drop`"),
+            "{on:?}"
+        );
+    }
+
+    #[test]
+    fn watcher_rules_without_numeric_fields_are_a_warning() {
+        let loaded = parse_text(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nnotify = {{ on = \"decrease\" }}\nfields.t = {{ css = \"h1\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0]
+                .to_string()
+                .contains("notify rules apply to price and number fields"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
     #[test]
     fn byte_sizes() {
         assert_eq!(parse_byte_size("10 MiB"), Some(10 << 20));

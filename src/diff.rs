@@ -282,4 +282,91 @@ mod tests {
             })
         );
     }
+
+    fn price(amount: &str) -> Value {
+        json!({"amount": amount, "currency": "USD", "raw": format!("${amount}")})
+    }
+
+    fn price_rules(rule: notify::Rule) -> Rules {
+        let mut rules = Rules {
+            watcher: Some(rule),
+            ..Rules::default()
+        };
+        for (name, numeric) in [("price", true), ("title", false)] {
+            let field = notify::FieldRules {
+                numeric,
+                notify: notify::FieldNotify::Inherit,
+            };
+            rules.fields.insert(name.into(), field);
+        }
+        rules
+    }
+
+    #[test]
+    fn price_changes_carry_delta_and_pct() {
+        let rules = price_rules(notify::Rule::default());
+        let old = values(&[("price", price("1299.99"))]);
+        let new = values(&[("price", price("1199.99"))]);
+        let Diff::Changed(changes) = evaluate(&rules, Some(&old), None, &new).diff else {
+            panic!("expected a change")
+        };
+        let body = serde_json::to_value(&changes["price"]).unwrap();
+        assert_eq!(body["delta"], "-100.00");
+        assert_eq!(body["pct"], "-7.69");
+        assert_eq!(body["old"]["amount"], "1299.99");
+    }
+
+    #[test]
+    fn a_reworded_price_is_recorded_but_not_a_change() {
+        let rules = price_rules(notify::Rule::default());
+        let old = values(&[("price", price("5"))]);
+        let new = values(&[(
+            "price",
+            json!({"amount": "5.00", "currency": "USD", "raw": "Only $5.00"}),
+        )]);
+        let e = evaluate(&rules, Some(&old), Some(&old), &new);
+        assert_eq!((e.diff, e.quiet.len()), (Diff::Unchanged, 0));
+    }
+
+    #[test]
+    fn small_moves_are_quiet_until_they_add_up() {
+        let rule = notify::Rule {
+            min_change_pct: Some(rust_decimal::Decimal::from(2)),
+            ..Default::default()
+        };
+        let rules = price_rules(rule);
+        let v100 = values(&[("price", price("100.00")), ("title", json!("W"))]);
+        let baseline = evaluate(&rules, None, None, &v100);
+        assert_eq!(baseline.diff, Diff::Baseline);
+        assert_eq!(baseline.announced, v100);
+
+        // -1%: recorded, not announced; receivers still know 100.00.
+        let v99 = values(&[("price", price("99.00")), ("title", json!("W"))]);
+        let first = evaluate(&rules, Some(&v100), Some(&baseline.announced), &v99);
+        assert_eq!(first.diff, Diff::Unchanged);
+        assert_eq!(first.quiet, ["price"]);
+        assert_eq!(first.announced["price"], price("100.00"));
+
+        // Another -1.01%: -2.5% from what receivers were told, so it fires, from 100.00.
+        let v975 = values(&[("price", price("97.50")), ("title", json!("W2"))]);
+        let second = evaluate(&rules, Some(&v99), Some(&first.announced), &v975);
+        let Diff::Changed(changes) = second.diff else {
+            panic!("expected a change")
+        };
+        assert_eq!(changes["price"].old, price("100.00"));
+        assert_eq!(changes["price"].pct.as_deref(), Some("-2.50"));
+        assert_eq!(changes["title"].delta, None, "text has no size");
+        assert_eq!(second.announced, v975);
+    }
+
+    #[test]
+    fn notify_false_fields_are_tracked_but_never_announced() {
+        let mut rules = price_rules(notify::Rule::default());
+        rules.fields.get_mut("price").unwrap().notify = notify::FieldNotify::Never;
+        let old = values(&[("price", price("5"))]);
+        let new = values(&[("price", price("1"))]);
+        let e = evaluate(&rules, Some(&old), Some(&old), &new);
+        assert_eq!(e.diff, Diff::Unchanged);
+        assert_eq!(e.quiet, ["price"]);
+    }
 }

@@ -519,3 +519,238 @@ mod tests {
         assert_eq!(extract(&[field], PAGE).unwrap()["badge"], Value::Null);
     }
 }
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(name: &str, source: Source, kind: FieldKind) -> Field {
+        Field {
+            name: name.into(),
+            source,
+            regex: None,
+            kind,
+            required: true,
+            currency: None,
+        }
+    }
+
+    fn css(css: &str) -> Source {
+        Source::Css {
+            css: css.into(),
+            selector: Selector::parse(css).unwrap(),
+            attr: None,
+        }
+    }
+
+    fn jsonld(path: &str) -> Source {
+        Source::JsonLd {
+            path: path.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    fn json_at(pointer: &str) -> Source {
+        Source::Json {
+            pointer: pointer.into(),
+        }
+    }
+
+    fn ld(json: &str) -> String {
+        format!(r#"<script type="application/ld+json">{json}</script>"#)
+    }
+
+    const PRODUCT: &str = r#"{"@context": "https://schema.org/", "@type": "Product",
+        "name": "Widget", "sku": 1234, "offers": [
+          {"@type": "Offer", "price": "1299.99", "priceCurrency": "USD",
+           "availability": "https://schema.org/InStock"},
+          {"@type": "Offer", "price": 999.5, "priceCurrency": "USD",
+           "availability": "https://schema.org/OutOfStock"},
+          {"@type": "Offer", "price": "1249.00", "priceCurrency": "USD",
+           "availability": "http://schema.org/InStock"}]}"#;
+
+    #[test]
+    fn jsonld_paths_read_the_product() {
+        let page = ld(PRODUCT);
+        let fields = [
+            field("price", jsonld("offers.price"), FieldKind::Price),
+            field(
+                "stock",
+                jsonld("offers.availability"),
+                FieldKind::Availability,
+            ),
+            field("name", jsonld("name"), FieldKind::Text),
+            field("sku", jsonld("sku"), FieldKind::Number),
+            field("second", jsonld("offers.1.price"), FieldKind::Price),
+        ];
+        let found = extract_explained(&fields, &page).unwrap();
+        let v = &found.values;
+        assert_eq!(
+            v["price"],
+            json!({"amount": "1299.99", "currency": "USD", "raw": "1299.99"})
+        );
+        assert_eq!(v["stock"], "InStock");
+        assert_eq!(v["name"], "Widget");
+        assert_eq!(v["sku"], "1234");
+        assert_eq!(v["second"]["amount"], "999.5");
+        assert_eq!(found.origins["price"], Origin::JsonLd);
+    }
+
+    #[test]
+    fn automatic_price_takes_the_lowest_offer_that_can_be_bought() {
+        let fields = [
+            field("price", Source::Auto, FieldKind::Price),
+            field("stock", Source::Auto, FieldKind::Availability),
+        ];
+        let found = extract_explained(&fields, &ld(PRODUCT)).unwrap();
+        assert_eq!(found.values["price"]["amount"], "1249.00");
+        assert_eq!(found.values["price"]["currency"], "USD");
+        assert_eq!(found.values["stock"], "InStock");
+        assert_eq!(found.origins["price"], Origin::JsonLd);
+    }
+
+    #[test]
+    fn automatic_price_falls_back_to_microdata_then_meta() {
+        let auto = [field("price", Source::Auto, FieldKind::Price)];
+        let microdata = r#"<div itemscope itemtype="https://schema.org/Product">
+            <span itemprop="price" content="1.299,00">1.299,00 €</span>
+            <meta itemprop="priceCurrency" content="EUR"></div>"#;
+        let found = extract_explained(&auto, microdata).unwrap();
+        assert_eq!(found.values["price"]["amount"], "1299.00");
+        assert_eq!(found.values["price"]["currency"], "EUR");
+        assert_eq!(found.origins["price"], Origin::Microdata);
+
+        let meta = r#"<head><meta property="og:price:amount" content="24.90">
+            <meta property="og:price:currency" content="CHF"></head>"#;
+        let found = extract_explained(&auto, meta).unwrap();
+        assert_eq!(found.values["price"]["amount"], "24.90");
+        assert_eq!(found.values["price"]["currency"], "CHF");
+        assert_eq!(found.origins["price"], Origin::Meta);
+
+        let none = extract(&auto, "<p>$5</p>").unwrap_err();
+        assert_eq!(none.0[0].1, FieldError::NoStructuredPrice);
+    }
+
+    #[test]
+    fn css_price_uses_the_currency_hint_for_ambiguous_symbols() {
+        let mut price = field("price", css(".price"), FieldKind::Price);
+        price.currency = Some("CAD");
+        let page = r#"<span class="price">Was $29.99 Now $24.99</span>"#;
+        assert_eq!(
+            extract(&[price], page).unwrap()["price"],
+            json!({"amount": "24.99", "currency": "CAD", "raw": "Was $29.99 Now $24.99"})
+        );
+        let text = r#"<span class="price">Call us</span>"#;
+        let err = extract(&[field("price", css(".price"), FieldKind::Price)], text).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoPrice("Call us".into()));
+    }
+
+    #[test]
+    fn json_pointers_read_a_json_response() {
+        let body = r#"{"data": {"price": 1199.99, "currency": "EUR", "stock": "in_stock",
+            "name": "Widget", "list": null}}"#;
+        let fields = [
+            field("price", json_at("/data/price"), FieldKind::Price),
+            field("stock", json_at("/data/stock"), FieldKind::Availability),
+            field("name", json_at("/data/name"), FieldKind::Text),
+        ];
+        let found = extract_explained(&fields, body).unwrap();
+        assert_eq!(
+            found.values["price"],
+            json!({"amount": "1199.99", "currency": "EUR", "raw": "1199.99"})
+        );
+        assert_eq!(found.values["stock"], "InStock");
+        assert_eq!(found.origins["name"], Origin::Json);
+
+        let missing = [
+            field("gone", json_at("/data/gone"), FieldKind::Text),
+            field("list", json_at("/data/list"), FieldKind::Text),
+            field("data", json_at("/data"), FieldKind::Text),
+        ];
+        let err = extract(&missing, body).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::PointerNoMatch("/data/gone".into()));
+        assert_eq!(err.0[1].1, FieldError::Null("/data/list".into()));
+        assert_eq!(err.0[2].1, FieldError::NotScalar("/data".into()));
+        let html = extract(&missing[..1], "<html></html>").unwrap_err();
+        assert!(matches!(html.0[0].1, FieldError::NotJson(_)), "{html}");
+    }
+
+    #[test]
+    fn availability_from_visible_text() {
+        let page = r#"<p class="stock">Nur noch 2 auf Lager</p><p class="x">Widget</p>"#;
+        let stock = field("stock", css(".stock"), FieldKind::Availability);
+        assert_eq!(
+            extract(&[stock], page).unwrap()["stock"],
+            "LimitedAvailability"
+        );
+        let err = extract(&[field("x", css(".x"), FieldKind::Availability)], page).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoAvailability("Widget".into()));
+    }
+
+    /// Bad input gives a clear per-field error or value, never a panic.
+    #[test]
+    fn bad_input() {
+        let fields = [
+            field("price", Source::Auto, FieldKind::Price),
+            field("ld", jsonld("offers.price"), FieldKind::Price),
+            field("css", css(".price"), FieldKind::Price),
+            field("json", json_at("/price"), FieldKind::Price),
+        ];
+        // Empty body: every field says what it missed.
+        let err = extract(&fields, "").unwrap_err();
+        assert_eq!(
+            err.0.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            [
+                FieldError::NoStructuredPrice,
+                FieldError::NoProduct,
+                FieldError::NoMatch(".price".into()),
+                FieldError::NotJson("EOF while parsing a value at line 1 column 0".into()),
+            ]
+        );
+
+        // Malformed JSON-LD: unreadable blocks are skipped, not guessed at.
+        let malformed = ld(r#"{"@type": "Product", "offers": {"price": "12.00",,}"#);
+        let err = extract(&fields[..2], &malformed).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoStructuredPrice);
+
+        // A 10 MB single-line script next to the product.
+        let huge = format!(
+            "<script>var x = \"{}\";</script>{}<span class=price>{}</span>",
+            "a".repeat(10 << 20),
+            ld(PRODUCT),
+            "9".repeat(1 << 20),
+        );
+        let err = extract(&fields[..3], &huge).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let FieldError::NoPrice(preview) = &err.0[0].1 else {
+            panic!("{err}")
+        };
+        assert!(preview.chars().count() <= 201, "messages stay short");
+
+        // A page with ten prices: the first match of the selector, the first product.
+        let ten: String = (1..=10)
+            .map(|i| {
+                format!(
+                    "<span class=price>${i}.99</span>{}",
+                    ld(&format!(
+                        r#"{{"@type": "Product", "offers": {{"price": "{i}.99", "priceCurrency": "USD"}}}}"#
+                    ))
+                )
+            })
+            .collect();
+        let values = extract(&fields[..3], &ten).unwrap();
+        for name in ["price", "ld", "css"] {
+            assert_eq!(values[name]["amount"], "1.99", "{name}");
+        }
+
+        // Text decoded with the wrong charset: a price without a currency, or none at all.
+        let mojibake = "<span class=price>1.299,00 â‚¬</span><p class=s>Ã‰puisÃ©</p>";
+        let values = extract(&fields[2..3], mojibake).unwrap();
+        assert_eq!(values["css"]["amount"], "1299.00");
+        let garbled = "<span class=price>\u{fffd}\u{fffd}\u{fffd}</span>";
+        assert!(matches!(
+            extract(&fields[2..3], garbled).unwrap_err().0[0].1,
+            FieldError::NoPrice(_)
+        ));
+    }
+}
