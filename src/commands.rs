@@ -1,6 +1,7 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde_json::json;
 use crate::check::{Outcome, check, probe_explained};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::deliver::Deliverer;
-use crate::extract::Source;
+use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
 use crate::store::Store;
 
@@ -155,12 +156,12 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         if as_json {
             let line = match &result {
                 Ok(found) => {
-                    let sources: serde_json::Map<String, serde_json::Value> = found
-                        .origins
-                        .iter()
-                        .map(|(field, origin)| (field.clone(), origin.label().into()))
-                        .collect();
-                    json!({"watcher": name, "ok": true, "values": found.values, "sources": sources})
+                    let mut line = json!({"watcher": name, "ok": true, "values": found.values});
+                    let automatic = automatic_origins(watcher, &found);
+                    if !automatic.is_empty() {
+                        line["found_in"] = json!(automatic);
+                    }
+                    line
                 }
                 Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
             };
@@ -170,17 +171,11 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         match result {
             Ok(found) => {
                 println!("{name}: ok");
+                let automatic = automatic_origins(watcher, &found);
                 for (field, value) in &found.values {
-                    // Say where an automatic source found its value, so it can be trusted.
-                    let automatic = watcher
-                        .fields
-                        .iter()
-                        .any(|f| f.name == *field && matches!(f.source, Source::Auto));
-                    match found.origins.get(field) {
-                        Some(origin) if automatic => {
-                            println!("  {field} = {value}  (found in {})", origin.label())
-                        }
-                        _ => println!("  {field} = {value}"),
+                    match automatic.get(field) {
+                        Some(origin) => println!("  {field} = {value}  (found in {origin})"),
+                        None => println!("  {field} = {value}"),
                     }
                 }
             }
@@ -192,4 +187,14 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Where each field without a source found its value, so a user can trust or correct it.
+fn automatic_origins(watcher: &Watcher, found: &Extraction) -> BTreeMap<String, &'static str> {
+    watcher
+        .fields
+        .iter()
+        .filter(|f| matches!(f.source, Source::Auto))
+        .filter_map(|f| Some((f.name.clone(), found.origins.get(&f.name)?.label())))
+        .collect()
 }

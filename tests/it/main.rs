@@ -5,3 +5,4 @@ mod cli;
 mod daemon;
 mod fixtures;
 mod pipeline;
+mod prices;
