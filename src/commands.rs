@@ -157,7 +157,7 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
             let line = match &result {
                 Ok(found) => {
                     let mut line = json!({"watcher": name, "ok": true, "values": found.values});
-                    let automatic = automatic_origins(watcher, &found);
+                    let automatic = automatic_origins(watcher, found);
                     if !automatic.is_empty() {
                         line["found_in"] = json!(automatic);
                     }
