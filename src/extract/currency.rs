@@ -24,8 +24,34 @@ const THREE_DECIMALS: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND
 
 /// The canonical (static) spelling of an ISO 4217 code, if `code` is one.
 pub fn code(code: &str) -> Option<&'static str> {
-    CODES.iter().copied().find(|c| *c == code)
+    CODES.binary_search(&code).ok().map(|i| CODES[i])
 }
+
+/// FNV-1a: the lookup tables hash short keys on the price parser's hot path, where SipHash's
+/// protection against chosen keys buys nothing (the keys are ours).
+#[derive(Default, Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+pub type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
 
 pub fn three_decimals(code: &str) -> bool {
     THREE_DECIMALS.contains(&code)
@@ -232,8 +258,8 @@ const WORDS: &[(&str, Option<&str>, bool)] = &[
 /// Longest symbol, in characters, worth trying as a prefix or suffix of a glued word.
 pub const MAX_SYMBOL_CHARS: usize = 4;
 
-static SYMBOL_MAP: LazyLock<HashMap<&'static str, Marker>> = LazyLock::new(|| table(SYMBOLS));
-static WORD_MAP: LazyLock<HashMap<&'static str, Marker>> = LazyLock::new(|| {
+static SYMBOL_MAP: LazyLock<HashMap<&'static str, Marker, Fnv>> = LazyLock::new(|| table(SYMBOLS));
+static WORD_MAP: LazyLock<HashMap<&'static str, Marker, Fnv>> = LazyLock::new(|| {
     let mut map = table(WORDS);
     for code in CODES {
         map.entry(code).or_insert(Marker {
@@ -244,7 +270,9 @@ static WORD_MAP: LazyLock<HashMap<&'static str, Marker>> = LazyLock::new(|| {
     map
 });
 
-fn table(entries: &[(&'static str, Option<&'static str>, bool)]) -> HashMap<&'static str, Marker> {
+fn table(
+    entries: &[(&'static str, Option<&'static str>, bool)],
+) -> HashMap<&'static str, Marker, Fnv> {
     entries
         .iter()
         .map(|&(text, code, ambiguous)| {
@@ -266,13 +294,14 @@ pub fn word(text: &str) -> Option<Marker> {
         return Some(*marker);
     }
     if text.len() == 3 && text.bytes().all(|b| b.is_ascii_lowercase()) {
-        let upper = text.to_ascii_uppercase();
+        let upper = [0, 1, 2].map(|i| text.as_bytes()[i].to_ascii_uppercase());
+        let upper = std::str::from_utf8(&upper).unwrap_or_default();
         // Common English words that are also codes must not turn into money.
         if !matches!(
             text,
             "all" | "top" | "try" | "cup" | "pen" | "bob" | "mop" | "sos"
         ) {
-            return code(&upper).map(|code| Marker {
+            return code(upper).map(|code| Marker {
                 code: Some(code),
                 ambiguous: false,
             });
@@ -295,6 +324,11 @@ mod tests {
         for (text, _, _) in SYMBOLS {
             assert!(text.chars().count() <= MAX_SYMBOL_CHARS, "{text}");
         }
+    }
+
+    #[test]
+    fn codes_are_sorted_for_binary_search() {
+        assert!(CODES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

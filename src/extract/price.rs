@@ -7,10 +7,13 @@
 //! the one marked "now" or, failing that, the lowest: a struck-out price is always the
 //! higher one, and "From $19.99" or a range starts at the lowest.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::currency::{self, MAX_SYMBOL_CHARS, Marker};
+use super::currency::{self, Fnv, MAX_SYMBOL_CHARS, Marker};
 
 /// Texts longer than this are not a price someone printed; reading them costs for nothing.
 pub const MAX_TEXT: usize = 64 * 1024;
@@ -196,37 +199,27 @@ fn role(
     let next = rest.next().map(trim);
     let next2 = rest.next().map(trim);
     let unit = after.is_some_and(|w| w.contains('/') && marker_word(w).is_none());
-    if unit || next.is_some_and(|w| one_of(w, PER) || matches!(w, "x" | "X" | "×")) {
+    let next_roles = next.map_or(0, roles);
+    if unit || next_roles & (PER | TIMES) != 0 {
         return NOT_A_PRICE;
     }
-    let free_next = next.is_some_and(|w| one_of(w, FREE));
-    if [next, next2]
-        .into_iter()
-        .flatten()
-        .any(|w| (one_of(w, SHIPPING) && !free_next) || one_of(w, OFF) || one_of(w, THRESHOLD))
-    {
+    let free_next = next_roles & FREE != 0;
+    let after_roles = next_roles | next2.map_or(0, roles);
+    if after_roles & (OFF | THRESHOLD) != 0 || (after_roles & SHIPPING != 0 && !free_next) {
         return NOT_A_PRICE;
     }
-    let words: Vec<&str> = window
-        .iter()
-        .filter_map(|t| t.word(text))
-        .map(trim)
-        .collect();
-    if after_number && words.first().is_some_and(|w| matches!(*w, "x" | "X" | "×")) {
+    let mut words = window.iter().filter_map(|t| t.word(text)).map(trim);
+    let first = words.next();
+    let first_roles = first.map_or(0, roles);
+    if after_number && first_roles & TIMES != 0 {
         return NOT_A_PRICE;
     }
-    let free_before = words.iter().any(|w| one_of(w, FREE));
-    let mut old = false;
-    let mut now = false;
-    for word in words {
-        let shipping = one_of(word, SHIPPING) && !free_before;
-        if shipping || one_of(word, SAVE) || one_of(word, INSTALMENTS) || one_of(word, THRESHOLD) {
-            return NOT_A_PRICE;
-        }
-        old |= one_of(word, OLD);
-        now |= one_of(word, NOW);
+    let before = words.fold(first_roles, |acc, w| acc | roles(w));
+    let shipping = before & SHIPPING != 0 && before & FREE == 0;
+    if shipping || before & (SAVE | INSTALMENTS | THRESHOLD) != 0 {
+        return NOT_A_PRICE;
     }
-    (old, now, false)
+    (before & OLD != 0, before & NOW != 0, false)
 }
 
 fn word_at<'t>(text: &'t str, tokens: &[Token], i: usize) -> Option<&'t str> {
@@ -238,10 +231,20 @@ fn marker_suffix(word: &str) -> Option<Marker> {
     if let Some(m) = marker_word(word) {
         return Some(m);
     }
-    let starts: Vec<usize> = word.char_indices().map(|(i, _)| i).collect();
-    let from = starts.len().saturating_sub(MAX_SYMBOL_CHARS);
-    starts[from..]
+    // Every glued symbol has a character that is not an ASCII letter or digit.
+    if word.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut starts = [0usize; MAX_SYMBOL_CHARS];
+    let mut n = 0;
+    for (i, _) in word.char_indices().rev().take(MAX_SYMBOL_CHARS) {
+        starts[n] = i;
+        n += 1;
+    }
+    // Longest first: "US$" before "$".
+    starts[..n]
         .iter()
+        .rev()
         .find_map(|&i| currency::symbol(&word[i..]))
 }
 
@@ -250,21 +253,36 @@ fn marker_prefix(word: &str) -> Option<Marker> {
     if let Some(m) = marker_word(word) {
         return Some(m);
     }
-    let ends: Vec<usize> = word
-        .char_indices()
-        .map(|(i, c)| i + c.len_utf8())
-        .take(MAX_SYMBOL_CHARS)
-        .collect();
-    ends.iter()
+    if word.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut ends = [0usize; MAX_SYMBOL_CHARS];
+    let mut n = 0;
+    for (i, c) in word.char_indices().take(MAX_SYMBOL_CHARS) {
+        ends[n] = i + c.len_utf8();
+        n += 1;
+    }
+    ends[..n]
+        .iter()
         .rev()
         .find_map(|&end| currency::symbol(&word[..end]))
 }
 
 fn marker_word(word: &str) -> Option<Marker> {
-    currency::word(word)
-        .or_else(|| currency::symbol(word))
-        .or_else(|| currency::word(trim_punctuation(word)))
-        .or_else(|| currency::word(trim(word)))
+    if let Some(m) = currency::word(word).or_else(|| currency::symbol(word)) {
+        return Some(m);
+    }
+    let punct = trim_punctuation(word);
+    if punct.len() != word.len()
+        && let Some(m) = currency::word(punct)
+    {
+        return Some(m);
+    }
+    let bare = trim(word);
+    if bare.len() != punct.len() && !bare.is_empty() {
+        return currency::word(bare);
+    }
+    None
 }
 
 fn trim_punctuation(word: &str) -> &str {
@@ -275,26 +293,74 @@ fn trim(word: &str) -> &str {
     word.trim_matches(|c: char| !c.is_alphanumeric() && c != '&')
 }
 
-fn one_of(word: &str, list: &[&str]) -> bool {
-    if word.is_ascii() {
-        return list.iter().any(|k| k.eq_ignore_ascii_case(word));
+/// What a word says about the number near it, as bits.
+const OLD: u16 = 1;
+const NOW: u16 = 1 << 1;
+const SAVE: u16 = 1 << 2;
+const OFF: u16 = 1 << 3;
+const SHIPPING: u16 = 1 << 4;
+const INSTALMENTS: u16 = 1 << 5;
+const THRESHOLD: u16 = 1 << 6;
+const PER: u16 = 1 << 7;
+const FREE: u16 = 1 << 8;
+/// "12x de R$ 108,25", "12 x 10,00 €": a count of instalments.
+const TIMES: u16 = 1 << 9;
+
+static KEYWORDS: LazyLock<HashMap<String, u16, Fnv>> = LazyLock::new(|| {
+    let mut map = HashMap::default();
+    for (list, role) in [
+        (OLD_WORDS, OLD),
+        (NOW_WORDS, NOW),
+        (SAVE_WORDS, SAVE),
+        (OFF_WORDS, OFF),
+        (SHIPPING_WORDS, SHIPPING),
+        (INSTALMENT_WORDS, INSTALMENTS),
+        (THRESHOLD_WORDS, THRESHOLD),
+        (PER_WORDS, PER),
+        (FREE_WORDS, FREE),
+        (&["x", "×"][..], TIMES),
+    ] {
+        for word in list {
+            *map.entry(word.to_lowercase()).or_default() |= role;
+        }
     }
-    let lower = word.to_lowercase();
-    list.iter().any(|k| *k == word || *k == lower)
+    map
+});
+
+/// The roles of one word, case-insensitively, without allocating.
+fn roles(word: &str) -> u16 {
+    let mut buf = [0u8; 48];
+    let mut n = 0;
+    for c in word.chars().flat_map(char::to_lowercase) {
+        let len = c.len_utf8();
+        if n + len > buf.len() {
+            // Longer than any keyword.
+            return 0;
+        }
+        c.encode_utf8(&mut buf[n..]);
+        n += len;
+    }
+    let lower = std::str::from_utf8(&buf[..n]).unwrap_or_default();
+    KEYWORDS.get(lower).copied().unwrap_or(0)
 }
 
 /// "Free", "Gratis", "Бесплатно", ... with no number at all: a price of zero. "Free
 /// shipping" alone is not a price.
 fn free(text: &str, tokens: &[Token]) -> bool {
-    let words: Vec<&str> = tokens.iter().filter_map(|t| t.word(text)).collect();
-    let shipping = words.iter().any(|w| one_of(trim(w), SHIPPING));
-    if shipping || tokens.iter().any(|t| matches!(t, Token::Number(_))) {
+    if tokens.iter().any(|t| matches!(t, Token::Number(_))) {
         return false;
     }
-    words.iter().any(|w| one_of(trim(w), FREE)) || FREE_GLUED.iter().any(|f| text.contains(f))
+    let all = tokens
+        .iter()
+        .filter_map(|t| t.word(text))
+        .fold(0, |acc, w| acc | roles(trim(w)));
+    if all & SHIPPING != 0 {
+        return false;
+    }
+    all & FREE != 0 || FREE_GLUED.iter().any(|f| text.contains(f))
 }
 
-const OLD: &[&str] = &[
+const OLD_WORDS: &[&str] = &[
     "was",
     "war",
     "statt",
@@ -341,7 +407,7 @@ const OLD: &[&str] = &[
     "vanha",
     "εκπτωση",
 ];
-const NOW: &[&str] = &[
+const NOW_WORDS: &[&str] = &[
     "now",
     "jetzt",
     "nu",
@@ -371,7 +437,7 @@ const NOW: &[&str] = &[
     "Сейчас",
     "offer",
 ];
-const SAVE: &[&str] = &[
+const SAVE_WORDS: &[&str] = &[
     "save",
     "saving",
     "savings",
@@ -419,7 +485,7 @@ const SAVE: &[&str] = &[
     "coupon",
     "voucher",
 ];
-const OFF: &[&str] = &[
+const OFF_WORDS: &[&str] = &[
     "off",
     "korting",
     "rabatt",
@@ -427,7 +493,7 @@ const OFF: &[&str] = &[
     "descuento",
     "sconto",
 ];
-const SHIPPING: &[&str] = &[
+const SHIPPING_WORDS: &[&str] = &[
     "shipping",
     "delivery",
     "postage",
@@ -461,10 +527,10 @@ const SHIPPING: &[&str] = &[
     "handling",
 ];
 /// "Free shipping on orders over $35": a condition, not a price.
-const THRESHOLD: &[&str] = &[
+const THRESHOLD_WORDS: &[&str] = &[
     "over", "above", "order", "orders", "spend", "minimum", "min",
 ];
-const INSTALMENTS: &[&str] = &[
+const INSTALMENT_WORDS: &[&str] = &[
     "installments",
     "installment",
     "instalments",
@@ -478,7 +544,7 @@ const INSTALMENTS: &[&str] = &[
     "klarna",
     "afterpay",
 ];
-const PER: &[&str] = &[
+const PER_WORDS: &[&str] = &[
     "per",
     "pro",
     "je",
@@ -505,7 +571,7 @@ const PER: &[&str] = &[
     "месяц",
     "мес",
 ];
-const FREE: &[&str] = &[
+const FREE_WORDS: &[&str] = &[
     "free",
     "gratis",
     "kostenlos",
@@ -541,7 +607,7 @@ struct Number {
     digits: [u8; MAX_DIGITS],
     len: usize,
     /// (digits before the separator, separator)
-    seps: [(usize, Sep); MAX_SEPARATORS],
+    seps: [(u8, Sep); MAX_SEPARATORS],
     nseps: usize,
     overflow: bool,
 }
@@ -557,7 +623,7 @@ enum Sep {
 }
 
 impl Number {
-    fn seps(&self) -> &[(usize, Sep)] {
+    fn seps(&self) -> &[(u8, Sep)] {
         &self.seps[..self.nseps]
     }
 
@@ -568,42 +634,43 @@ impl Number {
             return None;
         }
         let seps = self.seps();
-        let marks: Vec<&(usize, Sep)> = seps
-            .iter()
-            .filter(|(_, s)| matches!(s, Sep::Dot | Sep::Comma | Sep::Decimal))
-            .collect();
-        let decimal_at = match marks.last() {
+        let is_mark = |s: &Sep| matches!(s, Sep::Dot | Sep::Comma | Sep::Decimal);
+        let last_mark = seps.iter().rev().find(|(_, s)| is_mark(s)).copied();
+        // Where the decimal separator sits, counted in digits before it.
+        let decimal_at = match last_mark {
             None => None,
-            Some(&&(_, Sep::Decimal)) => Some(marks.len() - 1),
-            Some(&&(pos, kind)) => {
-                let same = marks.iter().filter(|(_, s)| *s == kind).count();
-                let mixed = same != marks.len();
-                let last_overall = seps.last().map(|(p, _)| *p) == Some(pos);
+            Some((pos, Sep::Decimal)) => Some(usize::from(pos)),
+            Some((pos, kind)) => {
+                let pos = usize::from(pos);
+                let marks = seps.iter().filter(|(_, s)| is_mark(s)).count();
+                let same = seps.iter().filter(|(_, s)| *s == kind).count();
+                let mixed = same != marks;
+                let last_overall = seps.last().map(|(p, _)| usize::from(*p)) == Some(pos);
                 let fraction = self.len - pos;
                 if mixed {
                     // "1.299,00", "1,299.99": the last mark is the decimal one, once.
                     if same != 1 || !last_overall {
                         return None;
                     }
-                    Some(marks.len() - 1)
+                    Some(pos)
                 } else if !last_overall {
                     None
                 } else if same > 1 {
                     // "1.234.567" groups; "1.299.99" is a typo for 1299.99.
-                    (fraction < 3).then_some(marks.len() - 1)
+                    (fraction < 3).then_some(pos)
                 } else if fraction != 3
                     || code.is_some_and(currency::three_decimals)
                     || (pos == 1 && self.digits[0] == 0)
                     || seps.iter().any(|(_, s)| *s == Sep::Group)
                 {
-                    Some(marks.len() - 1)
+                    Some(pos)
                 } else {
                     // "1,299", "31.500", "1.299 €": three digits after a lone mark group.
                     None
                 }
             }
         };
-        let scale = decimal_at.map_or(0, |i| self.len - marks[i].0);
+        let scale = decimal_at.map_or(0, |pos| self.len - pos);
         let mut mantissa: i128 = 0;
         for d in &self.digits[..self.len] {
             mantissa = mantissa * 10 + i128::from(*d);
@@ -615,7 +682,7 @@ impl Number {
 
 #[derive(Debug)]
 enum Token {
-    Number(Box<Number>),
+    Number(Number),
     /// A byte range of a run of non-space, non-digit characters.
     Word(usize, usize),
 }
@@ -662,7 +729,7 @@ fn separator(c: char) -> Option<Sep> {
 fn tokenize(text: &str) -> Vec<Token> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let end_of = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
-    let mut tokens = Vec::new();
+    let mut tokens = Vec::with_capacity(8);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i].1;
@@ -671,7 +738,7 @@ fn tokenize(text: &str) -> Vec<Token> {
         } else if digit(c).is_some() {
             let (mut number, next) = scan_number(&chars, i);
             number.span.1 = end_of(next);
-            tokens.push(Token::Number(Box::new(number)));
+            tokens.push(Token::Number(number));
             i = next;
         } else {
             let start = i;
@@ -725,7 +792,8 @@ fn scan_number(chars: &[(usize, char)], mut i: usize) -> (Number, usize) {
             break;
         }
         if n.nseps < MAX_SEPARATORS {
-            n.seps[n.nseps] = (n.len, sep);
+            // len <= MAX_DIGITS, so it fits.
+            n.seps[n.nseps] = (n.len as u8, sep);
             n.nseps += 1;
         } else {
             n.overflow = true;
