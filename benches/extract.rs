@@ -29,8 +29,15 @@ fn price_texts() -> Vec<String> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| l.split('\t').next())
         .map(|t| {
-            t.replace("\\u{a0}", "\u{a0}")
-                .replace("\\u{202f}", "\u{202f}")
+            let escapes = [
+                ("\\u{a0}", "\u{a0}"),
+                ("\\u{202f}", "\u{202f}"),
+                ("\\u{2009}", "\u{2009}"),
+                ("\\u{a}", "\n"),
+            ];
+            escapes
+                .iter()
+                .fold(t.to_owned(), |t, (escape, c)| t.replace(escape, c))
         })
         .collect()
 }

@@ -727,6 +727,26 @@ mod source_tests {
         };
         assert!(preview.chars().count() <= 201, "messages stay short");
 
+        // A 10 MB JSON-LD block, readable and then broken.
+        let description = "a".repeat(10 << 20);
+        let big = ld(&format!(
+            r#"{{"@type": "Product", "description": "{description}", "offers": {{"price": "5.00"}}}}"#
+        ));
+        assert_eq!(
+            extract(&fields[..1], &big).unwrap()["price"]["amount"],
+            "5.00"
+        );
+        let broken = big.replace(r#""5.00"}}"#, r#""5.00",}}"#);
+        assert_eq!(
+            extract(&fields[..1], &broken).unwrap()["price"]["amount"],
+            "5.00"
+        );
+        let cut = big.replace(r#""offers""#, r#""offers"::"#);
+        assert_eq!(
+            extract(&fields[..1], &cut).unwrap_err().0[0].1,
+            FieldError::NoStructuredPrice
+        );
+
         // A page with ten prices: the first match of the selector, the first product.
         let ten: String = (1..=10)
             .map(|i| {
