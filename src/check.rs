@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Watcher;
-use crate::diff::{Diff, Event, diff};
-use crate::extract::{ExtractError, Values, extract};
+use crate::diff::{Diff, Event, evaluate};
+use crate::extract::{ExtractError, Extraction, Values, extract_explained};
 use crate::fetch::{FetchError, Fetcher, Request};
 use crate::metrics;
 use crate::store::{Delivery, HistoryEntry, Store, StoreError};
@@ -34,6 +34,10 @@ pub enum Outcome {
         fields: Vec<String>,
         event_id: String,
     },
+    /// Values changed, but not enough for the notify rules: recorded, nothing sent.
+    Quiet {
+        fields: Vec<String>,
+    },
     Failed(CheckError),
 }
 
@@ -43,6 +47,7 @@ impl Outcome {
             Outcome::Baseline => "baseline",
             Outcome::Unchanged => "unchanged",
             Outcome::Changed { .. } => "changed",
+            Outcome::Quiet { .. } => "quiet",
             Outcome::Failed(_) => "failed",
         }
     }
@@ -54,6 +59,8 @@ pub struct Checks {
     pub checked: usize,
     pub changed: usize,
     pub unchanged: usize,
+    /// Changed, but below the notify rules: recorded, nothing sent.
+    pub quiet: usize,
     pub baseline: usize,
     pub failed: usize,
 }
@@ -64,6 +71,7 @@ impl Checks {
         *match outcome {
             Outcome::Baseline => &mut self.baseline,
             Outcome::Unchanged => &mut self.unchanged,
+            Outcome::Quiet { .. } => &mut self.quiet,
             Outcome::Changed { .. } => &mut self.changed,
             Outcome::Failed(_) => &mut self.failed,
         } += 1;
@@ -89,6 +97,14 @@ pub async fn check_all(
 
 /// Fetch and extract without touching state: what `test` shows.
 pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, CheckError> {
+    Ok(probe_explained(watcher, fetcher).await?.values)
+}
+
+/// As `probe`, also saying where each value was found.
+pub async fn probe_explained(
+    watcher: &Watcher,
+    fetcher: &Fetcher,
+) -> Result<Extraction, CheckError> {
     let request = Request {
         url: &watcher.url,
         timeout: watcher.timeout,
@@ -96,7 +112,7 @@ pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, Check
     };
     let page = fetcher.fetch(&request).await?;
     metrics::bytes_fetched(&watcher.name, page.body.len());
-    Ok(extract(&watcher.fields, &page.body)?)
+    Ok(extract_explained(&watcher.fields, &page.body)?)
 }
 
 /// Check a watcher and commit what it found: new values and, on a change, one event per
@@ -127,11 +143,19 @@ async fn check_and_commit(
     let values = probe(watcher, fetcher).await?;
     let now = Utc::now();
     let mut state = store.watcher_state(&watcher.name)?;
-    let diff = diff(state.values.as_ref(), &values);
+    let evaluation = evaluate(
+        &watcher.notify,
+        state.values.as_ref(),
+        state.announced.as_ref(),
+        &values,
+    );
     let mut deliveries = Vec::new();
-    let outcome = match diff {
+    let outcome = match evaluation.diff {
         Diff::Baseline => Outcome::Baseline,
-        Diff::Unchanged => Outcome::Unchanged,
+        Diff::Unchanged if evaluation.quiet.is_empty() => Outcome::Unchanged,
+        Diff::Unchanged => Outcome::Quiet {
+            fields: evaluation.quiet,
+        },
         Diff::Changed(changes) => {
             state.seq += 1;
             let fields = changes.keys().cloned().collect();
@@ -164,7 +188,8 @@ async fn check_and_commit(
             }
         }
     };
-    // History records what the values were over time: a baseline or a change, not every fetch.
+    // History records what the values were over time: a baseline or a change (announced or
+    // quiet), not every fetch.
     let entry = match &outcome {
         Outcome::Baseline => Some(HistoryEntry {
             checked_at: now,
@@ -180,9 +205,17 @@ async fn check_and_commit(
             event_id: Some(event_id.clone()),
             values: values.clone(),
         }),
+        Outcome::Quiet { fields } => Some(HistoryEntry {
+            checked_at: now,
+            kind: "quiet".into(),
+            changed: fields.clone(),
+            event_id: None,
+            values: values.clone(),
+        }),
         _ => None,
     };
     state.values = Some(values);
+    state.announced = Some(evaluation.announced);
     state.last_check = Some(now);
     state.last_success = Some(now);
     state.consecutive_failures = 0;

@@ -1,6 +1,7 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::check::{Checks, check_all, probe};
+use crate::check::{Checks, check_all, probe_explained};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::control::{self, Request};
 use crate::deliver::{Deliverer, Tally};
+use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
 use crate::receive::{self, describe};
 use crate::report::{Deliveries, Replayed};
@@ -159,6 +161,7 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         checked,
         changed,
         unchanged,
+        quiet,
         baseline,
         failed,
     } = report.checks;
@@ -170,7 +173,7 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         None => format!("{} queued for the running daemon", report.queued),
     };
     println!(
-        "checked {checked}: {changed} changed, {unchanged} unchanged, {baseline} baseline, {failed} failed; {deliveries}"
+        "checked {checked}: {changed} changed, {unchanged} unchanged, {quiet} quiet, {baseline} baseline, {failed} failed; {deliveries}"
     );
     if failed > 0 {
         ExitCode::FAILURE
@@ -332,7 +335,7 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
     let mut results = stream::iter(&watchers)
         .map(|w| {
             let fetcher = &fetcher;
-            async move { (w, probe(w, fetcher).await) }
+            async move { (w, probe_explained(w, fetcher).await) }
         })
         .buffered(CONCURRENCY);
     let mut failed = false;
@@ -341,17 +344,28 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         let name = watcher.name.as_str();
         if as_json {
             let line = match &result {
-                Ok(values) => json!({"watcher": name, "ok": true, "values": values}),
+                Ok(found) => {
+                    let mut line = json!({"watcher": name, "ok": true, "values": found.values});
+                    let automatic = automatic_origins(watcher, found);
+                    if !automatic.is_empty() {
+                        line["found_in"] = json!(automatic);
+                    }
+                    line
+                }
                 Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
             };
             println!("{line}");
             continue;
         }
         match result {
-            Ok(values) => {
+            Ok(found) => {
                 println!("{name}: ok");
-                for (field, value) in values {
-                    println!("  {field} = {value}");
+                let automatic = automatic_origins(watcher, &found);
+                for (field, value) in &found.values {
+                    match automatic.get(field) {
+                        Some(origin) => println!("  {field} = {value}  (found in {origin})"),
+                        None => println!("  {field} = {value}"),
+                    }
                 }
             }
             Err(err) => println!("{name}: FAILED: {err}"),
@@ -364,8 +378,6 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
     }
 }
 
-/// Open the state directory for a read-only report. A running daemon holds the store; the
-/// error then says so plainly.
 /// `pagehook status [--json]`
 pub async fn status(path: &Path, as_json: bool) -> ExitCode {
     let config = match load_config(path, 1) {
@@ -551,4 +563,14 @@ pub fn secret() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where each field without a source found its value, so a user can trust or correct it.
+fn automatic_origins(watcher: &Watcher, found: &Extraction) -> BTreeMap<String, &'static str> {
+    watcher
+        .fields
+        .iter()
+        .filter(|f| matches!(f.source, Source::Auto))
+        .filter_map(|f| Some((f.name.clone(), found.origins.get(&f.name)?.label())))
+        .collect()
 }

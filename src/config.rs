@@ -15,7 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::extract::{Field, FieldKind, Source};
+use crate::extract::{Field, FieldKind, Source, currency};
+use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 use crate::sign::Secret;
 
@@ -92,6 +93,8 @@ pub struct Watcher {
     pub max_body: u64,
     /// History entries kept for this watcher; 0 records none.
     pub history_limit: usize,
+    /// When a recorded change is worth an event.
+    pub notify: Rules,
 }
 
 impl Config {
@@ -261,6 +264,8 @@ struct RawWatcher {
     timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<ByteSize>>,
     history_limit: Option<Spanned<i64>>,
+    notify: Option<Spanned<RawRule>>,
+    currency: Option<Spanned<String>>,
 }
 
 impl RawWatcher {
@@ -276,6 +281,8 @@ impl RawWatcher {
             timeout: self.timeout.or(d.timeout),
             max_body_size: self.max_body_size.or(d.max_body_size),
             history_limit: self.history_limit.or(d.history_limit),
+            notify: self.notify.or(d.notify),
+            currency: self.currency.or(d.currency),
         }
     }
 }
@@ -284,7 +291,11 @@ impl RawWatcher {
 #[serde(deny_unknown_fields)]
 struct RawField {
     css: Option<Spanned<String>>,
-    attr: Option<String>,
+    jsonld: Option<Spanned<String>>,
+    json: Option<Spanned<String>>,
+    attr: Option<Spanned<String>>,
+    currency: Option<Spanned<String>>,
+    notify: Option<Spanned<RawFieldNotify>>,
     regex: Option<Spanned<String>>,
     #[serde(rename = "type", default)]
     kind: RawKind,
@@ -302,6 +313,67 @@ enum RawKind {
     #[default]
     Text,
     Number,
+    Price,
+    Availability,
+}
+
+/// `notify = { on = "decrease", min_change_pct = 1.0, below = 100 }`
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    on: Option<Spanned<RawDirection>>,
+    min_change_pct: Option<Spanned<RawDecimal>>,
+    min_change_abs: Option<Spanned<RawDecimal>>,
+    below: Option<Spanned<RawDecimal>>,
+    above: Option<Spanned<RawDecimal>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawDirection {
+    Any,
+    Increase,
+    Decrease,
+}
+
+/// A field's `notify`: `false`, `true`, or a rule table.
+#[derive(Clone)]
+enum RawFieldNotify {
+    Enabled(bool),
+    Rule(RawRule),
+}
+
+impl<'de> Deserialize<'de> for RawFieldNotify {
+    // Hand-written rather than `untagged` so a typo inside the table is reported by name.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawFieldNotify;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`false`, `true` or a table such as { on = \"decrease\" }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawFieldNotify::Enabled(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawFieldNotify::Rule)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// A number as TOML writes it: 5, 1.5 or "1299.99" (exact).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawDecimal {
+    Integer(i64),
+    Float(f64),
+    Text(String),
 }
 
 /// A byte count: an integer, or a string such as "10 MiB" or "512KB".
@@ -692,7 +764,7 @@ impl Validator<'_> {
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
         let fields = match &raw.fields {
             Some(fields) if !fields.get_ref().is_empty() => {
-                let compiled: Vec<Field> = fields
+                let compiled: Vec<(Field, FieldRules)> = fields
                     .get_ref()
                     .iter()
                     .filter_map(|(n, f)| self.field(n, f))
@@ -721,18 +793,50 @@ impl Validator<'_> {
             );
             self.warn(s.span(), msg);
         }
+        let watcher_rule = raw
+            .notify
+            .as_ref()
+            .map(|n| (n.span(), self.rule(n.get_ref())));
+        let hint = raw.currency.as_ref().map(|c| self.currency(c));
         let (name, schedule) = (name?, schedule?);
         let offset = schedule.offset_for(&name, jitter);
+        let mut fields = fields?;
+        if let Some(Some(hint)) = hint {
+            for (field, _) in &mut fields {
+                if field.kind == FieldKind::Price && field.currency.is_none() {
+                    field.currency = Some(hint);
+                }
+            }
+        }
+        let notify = Rules {
+            watcher: match watcher_rule {
+                Some((span, rule)) => {
+                    if !fields.iter().any(|(_, r)| r.numeric) {
+                        self.warn(span, "notify rules apply to price and number fields, and this watcher has none; its other fields notify on every change");
+                    }
+                    Some(rule?)
+                }
+                None => None,
+            },
+            fields: fields
+                .iter()
+                .map(|(f, r)| (f.name.clone(), r.clone()))
+                .collect(),
+        };
+        if matches!(hint, Some(None)) {
+            return None;
+        }
         Some(Watcher {
             offset,
             url: url?,
             webhooks: targets?,
-            fields: fields?,
+            fields: fields.into_iter().map(|(f, _)| f).collect(),
             name,
             schedule,
             timeout,
             max_body,
             history_limit,
+            notify,
         })
     }
 
@@ -780,7 +884,7 @@ impl Validator<'_> {
         Some(names)
     }
 
-    fn field(&mut self, name: &str, raw: &Spanned<RawField>) -> Option<Field> {
+    fn field(&mut self, name: &str, raw: &Spanned<RawField>) -> Option<(Field, FieldRules)> {
         let span = raw.span();
         let raw = raw.get_ref();
         if name.is_empty()
@@ -804,38 +908,205 @@ impl Validator<'_> {
                     None
                 }
             });
-        let Some(css) = &raw.css else {
-            self.error(
-                span,
-                format!("field `{name}` has no source: set `css = \"...\"`"),
-            );
-            return None;
+        let kind = match raw.kind {
+            RawKind::Text => FieldKind::Text,
+            RawKind::Number => FieldKind::Number,
+            RawKind::Price => FieldKind::Price,
+            RawKind::Availability => FieldKind::Availability,
         };
-        let selector = match Selector::parse(css.get_ref()) {
-            Ok(selector) => selector,
-            Err(err) => {
-                let msg = format!("invalid CSS selector `{}`: {err}", css.get_ref());
-                self.error(css.span(), msg);
-                return None;
+        let source = self.source(name, span.clone(), raw, kind);
+        let currency = raw.currency.as_ref().and_then(|c| {
+            if kind != FieldKind::Price {
+                self.error(
+                    c.span(),
+                    "`currency` applies only to `type = \"price\"` fields",
+                );
             }
+            self.currency(c)
+        });
+        if raw.currency.is_some() && currency.is_none() {
+            return None;
+        }
+        let notify = match raw.notify.as_ref() {
+            None => Some(FieldNotify::Inherit),
+            Some(n) => match n.get_ref() {
+                RawFieldNotify::Enabled(true) => Some(FieldNotify::Inherit),
+                RawFieldNotify::Enabled(false) => Some(FieldNotify::Never),
+                RawFieldNotify::Rule(rule) => {
+                    if !kind.is_numeric() {
+                        self.error(
+                            n.span(),
+                            format!("notify rules measure a change's size, and field `{name}` is not a price or number: use `notify = false` or set `type = \"price\"` or `\"number\"`"),
+                        );
+                    }
+                    self.rule(rule)
+                        .filter(|_| kind.is_numeric())
+                        .map(FieldNotify::Rule)
+                }
+            },
         };
         if raw.regex.is_some() && regex.is_none() {
             return None;
         }
-        Some(Field {
+        let field = Field {
             name: name.to_owned(),
-            source: Source::Css {
-                css: css.get_ref().clone(),
-                selector,
-                attr: raw.attr.clone(),
-            },
+            source: source?,
             regex,
-            kind: match raw.kind {
-                RawKind::Text => FieldKind::Text,
-                RawKind::Number => FieldKind::Number,
-            },
+            kind,
             required: raw.required,
-        })
+            currency,
+        };
+        let rules = FieldRules {
+            numeric: kind.is_numeric(),
+            notify: notify?,
+        };
+        Some((field, rules))
+    }
+
+    /// A field's one source; a price or availability field without one finds its value in
+    /// the page's structured data.
+    fn source(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        raw: &RawField,
+        kind: FieldKind,
+    ) -> Option<Source> {
+        let given: Vec<&str> = [
+            raw.css.as_ref().map(|_| "css"),
+            raw.jsonld.as_ref().map(|_| "jsonld"),
+            raw.json.as_ref().map(|_| "json"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if given.len() > 1 {
+            let msg = format!(
+                "field `{name}` has several sources ({}): keep one",
+                given.join(", ")
+            );
+            self.error(span, msg);
+            return None;
+        }
+        if let Some(attr) = &raw.attr
+            && raw.css.is_none()
+        {
+            self.error(
+                attr.span(),
+                "`attr` reads an attribute of the `css` match: set `css` too",
+            );
+        }
+        if let Some(css) = &raw.css {
+            return match Selector::parse(css.get_ref()) {
+                Ok(selector) => Some(Source::Css {
+                    css: css.get_ref().clone(),
+                    selector,
+                    attr: raw.attr.as_ref().map(|a| a.get_ref().clone()),
+                }),
+                Err(err) => {
+                    let msg = format!("invalid CSS selector `{}`: {err}", css.get_ref());
+                    self.error(css.span(), msg);
+                    None
+                }
+            };
+        }
+        if let Some(path) = &raw.jsonld {
+            let segments: Vec<String> = path.get_ref().split('.').map(str::to_owned).collect();
+            let bad = segments
+                .iter()
+                .any(|s| s.is_empty() || s.chars().any(char::is_whitespace));
+            if bad {
+                let msg = format!(
+                    "invalid JSON-LD path `{}`: write property names joined by dots, e.g. \"offers.price\"",
+                    path.get_ref()
+                );
+                self.error(path.span(), msg);
+                return None;
+            }
+            return Some(Source::JsonLd { path: segments });
+        }
+        if let Some(pointer) = &raw.json {
+            if !pointer.get_ref().starts_with('/') {
+                let msg = format!(
+                    "invalid JSON pointer `{}`: it starts with `/`, e.g. \"/data/price\"",
+                    pointer.get_ref()
+                );
+                self.error(pointer.span(), msg);
+                return None;
+            }
+            return Some(Source::Json {
+                pointer: pointer.get_ref().clone(),
+            });
+        }
+        if matches!(kind, FieldKind::Price | FieldKind::Availability) {
+            if let Some(regex) = &raw.regex {
+                self.error(
+                    regex.span(),
+                    "`regex` refines a source's text: set `css`, `jsonld` or `json` too",
+                );
+                return None;
+            }
+            return Some(Source::Auto);
+        }
+        self.error(
+            span,
+            format!("field `{name}` has no source: set `css`, `jsonld` or `json` (only price and availability fields find their value by themselves)"),
+        );
+        None
+    }
+
+    fn currency(&mut self, raw: &Spanned<String>) -> Option<&'static str> {
+        let code = currency::code(raw.get_ref());
+        if code.is_none() {
+            let msg = format!(
+                "unknown currency `{}`: use an ISO 4217 code such as \"EUR\", \"USD\", \"SEK\"",
+                raw.get_ref()
+            );
+            self.error(raw.span(), msg);
+        }
+        code
+    }
+
+    fn rule(&mut self, raw: &RawRule) -> Option<notify::Rule> {
+        let mut ok = true;
+        let mut number =
+            |v: &mut Self, value: &Option<Spanned<RawDecimal>>, key: &str, min_zero: bool| {
+                let value = value.as_ref()?;
+                let parsed = match value.get_ref() {
+                    RawDecimal::Integer(i) => Some(rust_decimal::Decimal::from(*i)),
+                    // The shortest form that reads back as the float: 0.1, not 0.1000000000000000055.
+                    RawDecimal::Float(f) => f.to_string().parse().ok(),
+                    RawDecimal::Text(t) => t.trim().parse().ok(),
+                };
+                match parsed {
+                    Some(d) if min_zero && d.is_sign_negative() && !d.is_zero() => {
+                        v.error(
+                            value.span(),
+                            format!("`{key}` cannot be negative: it is a size, either way"),
+                        );
+                        ok = false;
+                        None
+                    }
+                    Some(d) => Some(d),
+                    None => {
+                        v.error(value.span(), format!("`{key}` must be a number"));
+                        ok = false;
+                        None
+                    }
+                }
+            };
+        let rule = notify::Rule {
+            on: match raw.on.as_ref().map(|o| *o.get_ref()) {
+                None | Some(RawDirection::Any) => Direction::Any,
+                Some(RawDirection::Increase) => Direction::Increase,
+                Some(RawDirection::Decrease) => Direction::Decrease,
+            },
+            min_change_pct: number(self, &raw.min_change_pct, "min_change_pct", true),
+            min_change_abs: number(self, &raw.min_change_abs, "min_change_abs", true),
+            below: number(self, &raw.below, "below", false),
+            above: number(self, &raw.above, "above", false),
+        };
+        ok.then_some(rule)
     }
 
     fn http_url(&mut self, raw: &Spanned<String>) -> Option<Url> {
@@ -1123,6 +1394,121 @@ webhook = "b"
         assert!(
             warnings[1].starts_with("watchers.toml:4:11: webhook `unused` is not used"),
             "{warnings:?}"
+        );
+    }
+
+    const HOOK: &str =
+        "[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"PAGEHOOK_SECRET\"\n";
+
+    #[test]
+    fn price_sources_currencies_and_notify_rules() {
+        let loaded = parse_text(&format!(
+            r#"{HOOK}[[watchers]]
+name = "w"
+url = "https://s.example/p"
+currency = "SEK"
+notify = {{ on = "decrease", min_change_pct = 1.5, below = "1000" }}
+fields.price = {{ type = "price" }}
+fields.listed = {{ jsonld = "offers.price", type = "price", currency = "NOK", notify = {{ above = 10 }} }}
+fields.api = {{ json = "/data/price", type = "number", notify = false }}
+fields.stock = {{ type = "availability" }}
+fields.title = {{ css = "h1", notify = true }}
+"#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let w = &loaded.config.watchers[0];
+        let by_name = |n: &str| w.fields.iter().find(|f| f.name == n).unwrap();
+        assert!(matches!(by_name("price").source, Source::Auto));
+        assert_eq!(by_name("price").currency, Some("SEK"), "the watcher's hint");
+        assert_eq!(
+            by_name("listed").currency,
+            Some("NOK"),
+            "the field's own wins"
+        );
+        assert!(
+            matches!(&by_name("api").source, Source::Json { pointer } if pointer == "/data/price")
+        );
+        let rule = w.notify.watcher.as_ref().unwrap();
+        assert_eq!(rule.on, Direction::Decrease);
+        assert_eq!(rule.min_change_pct.unwrap().to_string(), "1.5");
+        assert_eq!(rule.below.unwrap().to_string(), "1000");
+        assert_eq!(w.notify.fields["api"].notify, FieldNotify::Never);
+        assert!(matches!(
+            w.notify.fields["listed"].notify,
+            FieldNotify::Rule(_)
+        ));
+        assert!(!w.notify.fields["title"].numeric);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn every_bad_price_key_is_reported_at_its_place() {
+        let text = format!(
+            r#"{HOOK}[[watchers]]
+name = "w"
+url = "https://s.example/p"
+notify = {{ min_change_pct = -1, on = "any" }}
+fields.two = {{ css = "h1", json = "/a" }}
+fields.ptr = {{ json = "data/price" }}
+fields.path = {{ jsonld = "offers..price" }}
+fields.nosource = {{ type = "number" }}
+fields.cur = {{ css = ".p", type = "price", currency = "EURO" }}
+fields.textcur = {{ css = ".p", currency = "EUR" }}
+fields.textrule = {{ css = "h1", notify = {{ min_change_abs = 1 }} }}
+fields.abs = {{ css = ".p", type = "price", notify = {{ min_change_abs = -2.5 }} }}
+fields.attr = {{ jsonld = "image", attr = "src" }}
+fields.autoregex = {{ type = "price", regex = "(\\d+)" }}
+"#
+        );
+        let errs = errors(&text);
+        let expect = [
+            "watchers.toml:7:29: `min_change_pct` cannot be negative",
+            "watchers.toml:8:14: field `two` has several sources (css, json): keep one",
+            "watchers.toml:9:23: invalid JSON pointer `data/price`: it starts with `/`",
+            "watchers.toml:10:26: invalid JSON-LD path `offers..price`",
+            "watchers.toml:11:19: field `nosource` has no source",
+            "watchers.toml:12:55: unknown currency `EURO`",
+            "watchers.toml:13:43: `currency` applies only to `type = \"price\"` fields",
+            "watchers.toml:14:42: notify rules measure a change's size, and field `textrule` is not a price or number",
+            "watchers.toml:15:72: `min_change_abs` cannot be negative",
+            "watchers.toml:16:42: `attr` reads an attribute of the `css` match",
+            "watchers.toml:17:46: `regex` refines a source's text",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+
+        let typo = errors(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.p = {{ type = \"price\", notify = {{ below_ = 5 }} }}\n"
+        ));
+        assert!(typo[0].contains("unknown field `below_`"), "{typo:?}");
+        let on = errors(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nnotify = {{ on = \"drop\" }}\nfields.p = {{ type = \"price\" }}\n"
+        ));
+        assert!(
+            on[0].starts_with("watchers.toml:7:17: unknown variant `drop`"),
+            "{on:?}"
+        );
+    }
+
+    #[test]
+    fn watcher_rules_without_numeric_fields_are_a_warning() {
+        let loaded = parse_text(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nnotify = {{ on = \"decrease\" }}\nfields.t = {{ css = \"h1\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0]
+                .to_string()
+                .contains("notify rules apply to price and number fields"),
+            "{:?}",
+            loaded.warnings
         );
     }
 

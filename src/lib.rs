@@ -1,8 +1,8 @@
 //! pagehook: watch web pages and JSON APIs, send a signed webhook when a tracked value changes.
 //!
-//! The stages (`schedule`, `fetch`, `extract`, `diff`, `sign`) know nothing of each other's
-//! internals or of the daemon; `check` composes them; `daemon` and `commands` compose `check`,
-//! `deliver` and `store`.
+//! The stages (`schedule`, `fetch`, `extract`, `notify`, `diff`, `sign`) know nothing of each
+//! other's internals or of the daemon; `check` composes them; `daemon` and `commands` compose
+//! `check`, `deliver` and `store`.
 
 pub mod admin;
 pub mod check;
@@ -17,6 +17,7 @@ pub mod extract;
 pub mod fetch;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod receive;
 pub mod report;
 pub mod schedule;

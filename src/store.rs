@@ -43,6 +43,11 @@ pub struct WatcherState {
     pub last_success: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// The values receivers were last told of, per field: notify rules measure a change from
+    /// these, so small moves that were recorded quietly still add up. None in state written
+    /// before notify rules existed, where the recorded values stand in.
+    #[serde(default)]
+    pub announced: Option<Values>,
 }
 
 /// One event on its way to one webhook.
@@ -102,7 +107,7 @@ pub struct EndpointFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub checked_at: DateTime<Utc>,
-    /// "baseline" or "changed".
+    /// "baseline", "changed" (an event was sent) or "quiet" (below the notify rules).
     pub kind: String,
     /// The fields that changed (empty for a baseline).
     pub changed: Vec<String>,

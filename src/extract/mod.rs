@@ -1,23 +1,45 @@
 //! Page -> values. Pure functions: no I/O, no clock.
 
+pub mod availability;
 mod css;
+pub mod currency;
+pub mod json;
+pub mod jsonld;
+mod microdata;
 mod number;
+pub mod price;
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 use regex::Regex;
+use rust_decimal::Decimal;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
+use self::price::Price;
+
 /// The values of one successful extraction, by field name, in the JSON form they take in
-/// payloads and state: text is a string, a number is a decimal string (never a float).
+/// payloads and state: text is a string, a number is a decimal string (never a float), a
+/// price is `{"amount": "1299.99", "currency": "USD", "raw": "$1,299.99"}`, an availability
+/// is a schema.org name.
 pub type Values = BTreeMap<String, Value>;
 
-/// What a field's raw text is turned into. `price` and `availability` will join these.
+/// What a field's raw text is turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     Text,
     Number,
+    Price,
+    Availability,
+}
+
+impl FieldKind {
+    /// Kinds whose changes have a size, so `delta`, `pct` and the numeric notify rules apply.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, FieldKind::Number | FieldKind::Price)
+    }
 }
 
 /// Where a field's text comes from.
@@ -29,6 +51,13 @@ pub enum Source {
         selector: Selector,
         attr: Option<String>,
     },
+    /// A dotted path into the page's schema.org Product node (`offers.price`).
+    JsonLd { path: Vec<String> },
+    /// A JSON Pointer into a JSON response (`/data/price`).
+    Json { pointer: String },
+    /// No source given: the product's price or availability from the page's structured
+    /// data (JSON-LD, then microdata, then meta tags).
+    Auto,
 }
 
 /// One tracked value of a watcher, compiled at config load.
@@ -40,6 +69,30 @@ pub struct Field {
     pub kind: FieldKind,
     /// A required field that yields nothing fails the check; an optional one becomes null.
     pub required: bool,
+    /// The currency a price with only an ambiguous symbol ("$", "kr") or none is read in.
+    pub currency: Option<&'static str>,
+}
+
+/// Where a value was found, so a user can trust or correct an automatic source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Css,
+    JsonLd,
+    Microdata,
+    Meta,
+    Json,
+}
+
+impl Origin {
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Css => "CSS",
+            Origin::JsonLd => "JSON-LD",
+            Origin::Microdata => "microdata",
+            Origin::Meta => "meta tags",
+            Origin::Json => "JSON",
+        }
+    }
 }
 
 /// Why a field produced no value.
@@ -53,6 +106,30 @@ pub enum FieldError {
     RegexNoMatch { regex: String, text: String },
     #[error("no number in {0:?}")]
     NotANumber(String),
+    #[error("no price in {0:?}")]
+    NoPrice(String),
+    #[error("no stock status in {0:?}")]
+    NoAvailability(String),
+    #[error("the page has no schema.org Product in its JSON-LD")]
+    NoProduct,
+    #[error("JSON-LD path `{0}` matched nothing in the page's Product")]
+    JsonLdNoMatch(String),
+    #[error("the response is not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON pointer `{0}` matched nothing")]
+    PointerNoMatch(String),
+    #[error("`{0}` is an object or a list, not a single value")]
+    NotScalar(String),
+    #[error("`{0}` is null")]
+    Null(String),
+    #[error(
+        "no price in the page's JSON-LD, microdata or product meta tags; set `css` to read it from the page"
+    )]
+    NoStructuredPrice,
+    #[error(
+        "no availability in the page's JSON-LD, microdata or product meta tags; set `css` to read it from the page"
+    )]
+    NoStructuredAvailability,
 }
 
 /// Every field that failed in one extraction, so a user fixes them all in one go.
@@ -68,15 +145,30 @@ fn describe(failures: &[(String, FieldError)]) -> String {
     parts.join("; ")
 }
 
-/// Extract every field from an HTML body. Fails when any required field yields nothing.
+/// Values, and where each was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extraction {
+    pub values: Values,
+    pub origins: BTreeMap<String, Origin>,
+}
+
+/// Extract every field from a body (HTML, or JSON for `json` fields). Fails when any
+/// required field yields nothing.
 pub fn extract(fields: &[Field], body: &str) -> Result<Values, ExtractError> {
-    let document = Html::parse_document(body);
+    extract_explained(fields, body).map(|e| e.values)
+}
+
+/// As `extract`, also saying where each value was found.
+pub fn extract_explained(fields: &[Field], body: &str) -> Result<Extraction, ExtractError> {
+    let page = Page::new(body);
     let mut values = Values::new();
+    let mut origins = BTreeMap::new();
     let mut failures = Vec::new();
     for field in fields {
-        match extract_field(field, &document) {
-            Ok(value) => {
+        match extract_field(field, &page) {
+            Ok((value, origin)) => {
                 values.insert(field.name.clone(), value);
+                origins.insert(field.name.clone(), origin);
             }
             Err(_) if !field.required => {
                 values.insert(field.name.clone(), Value::Null);
@@ -85,29 +177,246 @@ pub fn extract(fields: &[Field], body: &str) -> Result<Values, ExtractError> {
         }
     }
     if failures.is_empty() {
-        Ok(values)
+        Ok(Extraction { values, origins })
     } else {
         Err(ExtractError(failures))
     }
 }
 
-fn extract_field(field: &Field, document: &Html) -> Result<Value, FieldError> {
-    let text = match &field.source {
+/// A body, parsed at most once per form the fields need.
+struct Page<'b> {
+    body: &'b str,
+    html: OnceCell<Html>,
+    graph: OnceCell<jsonld::Graph>,
+    json: OnceCell<Result<Value, FieldError>>,
+}
+
+impl<'b> Page<'b> {
+    fn new(body: &'b str) -> Self {
+        Page {
+            body,
+            html: OnceCell::new(),
+            graph: OnceCell::new(),
+            json: OnceCell::new(),
+        }
+    }
+
+    fn html(&self) -> &Html {
+        self.html.get_or_init(|| Html::parse_document(self.body))
+    }
+
+    fn graph(&self) -> &jsonld::Graph {
+        self.graph
+            .get_or_init(|| jsonld::Graph::from_document(self.html()))
+    }
+
+    fn json(&self) -> Result<&Value, FieldError> {
+        self.json
+            .get_or_init(|| json::parse(self.body))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// A field's raw value before its type is applied: text, or a JSON scalar, with the currency
+/// that structured data states beside it.
+struct Input {
+    text: String,
+    /// The text is a JSON number's, so it is read as exactly that number.
+    json_number: bool,
+    currency: Option<String>,
+}
+
+impl Input {
+    fn text(text: String) -> Self {
+        Input {
+            text,
+            json_number: false,
+            currency: None,
+        }
+    }
+
+    fn scalar(value: &Value, at: &str, currency: Option<&str>) -> Result<Self, FieldError> {
+        let (text, json_number) = match value {
+            Value::String(s) => (s.split_whitespace().collect::<Vec<_>>().join(" "), false),
+            Value::Number(n) => (n.to_string(), true),
+            Value::Bool(b) => (b.to_string(), false),
+            Value::Null => return Err(FieldError::Null(at.to_owned())),
+            _ => return Err(FieldError::NotScalar(at.to_owned())),
+        };
+        Ok(Input {
+            text,
+            json_number,
+            currency: currency.map(str::to_owned),
+        })
+    }
+}
+
+fn extract_field(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+    let (input, origin) = match &field.source {
         Source::Css {
             css,
             selector,
             attr,
-        } => css::select(document, css, selector, attr.as_deref())?,
+        } => {
+            let text = css::select(page.html(), css, selector, attr.as_deref())?;
+            (Input::text(text), Origin::Css)
+        }
+        Source::JsonLd { path } => {
+            let shown = path.join(".");
+            let product = page.graph().product().ok_or(FieldError::NoProduct)?;
+            let found = product
+                .get(path)
+                .ok_or_else(|| FieldError::JsonLdNoMatch(shown.clone()))?;
+            let currency = found.parent.get("priceCurrency").and_then(Value::as_str);
+            (
+                Input::scalar(found.value, &shown, currency)?,
+                Origin::JsonLd,
+            )
+        }
+        Source::Json { pointer } => {
+            let (value, currency) = json::get(page.json()?, pointer)?;
+            (Input::scalar(value, pointer, currency)?, Origin::Json)
+        }
+        Source::Auto => return automatic(field, page),
     };
-    let text = match &field.regex {
-        Some(regex) => refine(regex, &text)?,
-        None => text,
+    let input = match &field.regex {
+        Some(regex) => Input {
+            text: refine(regex, &input.text)?,
+            json_number: false,
+            ..input
+        },
+        None => input,
     };
+    Ok((convert(field, &input)?, origin))
+}
+
+fn convert(field: &Field, input: &Input) -> Result<Value, FieldError> {
+    let text = &input.text;
     match field.kind {
-        FieldKind::Text => Ok(Value::String(text)),
-        FieldKind::Number => number::parse(&text)
-            .map(|n| Value::String(n.to_string()))
-            .ok_or(FieldError::NotANumber(text)),
+        FieldKind::Text => Ok(Value::String(text.clone())),
+        FieldKind::Number => {
+            let n = if input.json_number {
+                exact(text)
+            } else {
+                number::parse(text)
+            };
+            n.map(|n| Value::String(n.to_string()))
+                .ok_or_else(|| FieldError::NotANumber(preview(text)))
+        }
+        FieldKind::Price => read_price(input, field.currency)
+            .map(|p| p.to_value(&preview(text)))
+            .ok_or_else(|| FieldError::NoPrice(preview(text))),
+        FieldKind::Availability => availability::normalise(text)
+            .map(|name| Value::String(name.to_owned()))
+            .ok_or_else(|| FieldError::NoAvailability(preview(text))),
+    }
+}
+
+/// A JSON number, or a decimal string written the way schema.org asks ("1299.99"), is
+/// exact; anything else is shop text for the price parser.
+fn read_price(input: &Input, hint: Option<&'static str>) -> Option<Price> {
+    let stated = input
+        .currency
+        .as_deref()
+        .and_then(|c| currency::code(&c.trim().to_ascii_uppercase()));
+    let plain = input.text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && input.text.bytes().filter(|b| *b == b'.').count() <= 1;
+    if input.json_number || plain {
+        let amount = exact(&input.text)?;
+        return (amount >= Decimal::ZERO).then_some(Price {
+            amount,
+            currency: stated.or(hint),
+        });
+    }
+    let parsed = price::parse(&input.text, stated.or(hint))?;
+    Some(Price {
+        currency: stated.or(parsed.currency),
+        ..parsed
+    })
+}
+
+fn exact(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .ok()
+}
+
+/// A price or availability with no source: the page's structured data, most reliable first.
+fn automatic(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+    match field.kind {
+        FieldKind::Price => automatic_price(field, page),
+        FieldKind::Availability => automatic_availability(page),
+        // Config validation gives every other kind a source.
+        FieldKind::Text | FieldKind::Number => Err(FieldError::NoStructuredPrice),
+    }
+}
+
+fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+    if let Some(product) = page.graph().product() {
+        // Several offers (sellers, sizes): the lowest one that can be bought, as a shopper
+        // sees it; the lowest of all when none says it is in stock.
+        let mut priced: Vec<(Price, String, bool)> = product
+            .offers()
+            .iter()
+            .filter_map(|offer| {
+                let input = Input::scalar(offer.price, "price", offer.currency).ok()?;
+                let price = read_price(&input, field.currency)?;
+                let buyable = !matches!(
+                    offer.availability.and_then(availability::normalise),
+                    Some("OutOfStock" | "SoldOut" | "Discontinued")
+                );
+                Some((price, input.text, buyable))
+            })
+            .collect();
+        if priced.iter().any(|(_, _, buyable)| *buyable) {
+            priced.retain(|(_, _, buyable)| *buyable);
+        }
+        if let Some((price, raw, _)) = priced.iter().min_by(|a, b| a.0.amount.cmp(&b.0.amount)) {
+            return Ok((price.to_value(raw), Origin::JsonLd));
+        }
+    }
+    let html = page.html();
+    for (found, origin) in [
+        (microdata::price(html), Origin::Microdata),
+        (microdata::meta_price(html), Origin::Meta),
+    ] {
+        let Some(found) = found else { continue };
+        let input = Input {
+            text: found.text,
+            json_number: false,
+            currency: found.currency,
+        };
+        if let Some(price) = read_price(&input, field.currency) {
+            return Ok((price.to_value(&preview(&input.text)), origin));
+        }
+    }
+    Err(FieldError::NoStructuredPrice)
+}
+
+fn automatic_availability(page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+    let html = page.html();
+    let from_jsonld = page.graph().product().and_then(|p| p.availability());
+    let found = [
+        (from_jsonld.map(str::to_owned), Origin::JsonLd),
+        (microdata::availability(html), Origin::Microdata),
+        (microdata::meta_availability(html), Origin::Meta),
+    ];
+    found
+        .into_iter()
+        .find_map(|(text, origin)| {
+            let name = availability::normalise(&text?)?;
+            Some((Value::String(name.to_owned()), origin))
+        })
+        .ok_or(FieldError::NoStructuredAvailability)
+}
+
+/// Text as it appears in values and messages: a runaway match (a whole script) is cut short.
+fn preview(text: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -117,7 +426,7 @@ fn refine(regex: &Regex, text: &str) -> Result<String, FieldError> {
         .captures(text)
         .ok_or_else(|| FieldError::RegexNoMatch {
             regex: regex.as_str().to_owned(),
-            text: text.to_owned(),
+            text: preview(text),
         })?;
     let found = captures.get(1).or_else(|| captures.get(0));
     Ok(found.map_or("", |m| m.as_str()).trim().to_owned())
@@ -138,6 +447,7 @@ mod tests {
             regex: None,
             kind: FieldKind::Text,
             required: true,
+            currency: None,
         }
     }
 
@@ -160,12 +470,16 @@ mod tests {
     #[test]
     fn attr_reads_an_attribute() {
         let mut field = css_field("og", r#"meta[property="og:title"]"#);
-        let Source::Css { attr, .. } = &mut field.source;
+        let Source::Css { attr, .. } = &mut field.source else {
+            unreachable!()
+        };
         *attr = Some("content".into());
         assert_eq!(extract(&[field], PAGE).unwrap()["og"], "Widget Pro");
 
         let mut missing = css_field("og", "h1");
-        let Source::Css { attr, .. } = &mut missing.source;
+        let Source::Css { attr, .. } = &mut missing.source else {
+            unreachable!()
+        };
         *attr = Some("content".into());
         let err = extract(&[missing], PAGE).unwrap_err();
         assert!(matches!(err.0[0].1, FieldError::NoAttribute { .. }));
@@ -203,5 +517,260 @@ mod tests {
         let mut field = css_field("badge", ".badge");
         field.required = false;
         assert_eq!(extract(&[field], PAGE).unwrap()["badge"], Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(name: &str, source: Source, kind: FieldKind) -> Field {
+        Field {
+            name: name.into(),
+            source,
+            regex: None,
+            kind,
+            required: true,
+            currency: None,
+        }
+    }
+
+    fn css(css: &str) -> Source {
+        Source::Css {
+            css: css.into(),
+            selector: Selector::parse(css).unwrap(),
+            attr: None,
+        }
+    }
+
+    fn jsonld(path: &str) -> Source {
+        Source::JsonLd {
+            path: path.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    fn json_at(pointer: &str) -> Source {
+        Source::Json {
+            pointer: pointer.into(),
+        }
+    }
+
+    fn ld(json: &str) -> String {
+        format!(r#"<script type="application/ld+json">{json}</script>"#)
+    }
+
+    const PRODUCT: &str = r#"{"@context": "https://schema.org/", "@type": "Product",
+        "name": "Widget", "sku": 1234, "offers": [
+          {"@type": "Offer", "price": "1299.99", "priceCurrency": "USD",
+           "availability": "https://schema.org/InStock"},
+          {"@type": "Offer", "price": 999.5, "priceCurrency": "USD",
+           "availability": "https://schema.org/OutOfStock"},
+          {"@type": "Offer", "price": "1249.00", "priceCurrency": "USD",
+           "availability": "http://schema.org/InStock"}]}"#;
+
+    #[test]
+    fn jsonld_paths_read_the_product() {
+        let page = ld(PRODUCT);
+        let fields = [
+            field("price", jsonld("offers.price"), FieldKind::Price),
+            field(
+                "stock",
+                jsonld("offers.availability"),
+                FieldKind::Availability,
+            ),
+            field("name", jsonld("name"), FieldKind::Text),
+            field("sku", jsonld("sku"), FieldKind::Number),
+            field("second", jsonld("offers.1.price"), FieldKind::Price),
+        ];
+        let found = extract_explained(&fields, &page).unwrap();
+        let v = &found.values;
+        assert_eq!(
+            v["price"],
+            json!({"amount": "1299.99", "currency": "USD", "raw": "1299.99"})
+        );
+        assert_eq!(v["stock"], "InStock");
+        assert_eq!(v["name"], "Widget");
+        assert_eq!(v["sku"], "1234");
+        assert_eq!(v["second"]["amount"], "999.5");
+        assert_eq!(found.origins["price"], Origin::JsonLd);
+    }
+
+    #[test]
+    fn automatic_price_takes_the_lowest_offer_that_can_be_bought() {
+        let fields = [
+            field("price", Source::Auto, FieldKind::Price),
+            field("stock", Source::Auto, FieldKind::Availability),
+        ];
+        let found = extract_explained(&fields, &ld(PRODUCT)).unwrap();
+        assert_eq!(found.values["price"]["amount"], "1249.00");
+        assert_eq!(found.values["price"]["currency"], "USD");
+        assert_eq!(found.values["stock"], "InStock");
+        assert_eq!(found.origins["price"], Origin::JsonLd);
+    }
+
+    #[test]
+    fn automatic_price_falls_back_to_microdata_then_meta() {
+        let auto = [field("price", Source::Auto, FieldKind::Price)];
+        let microdata = r#"<div itemscope itemtype="https://schema.org/Product">
+            <span itemprop="price" content="1.299,00">1.299,00 €</span>
+            <meta itemprop="priceCurrency" content="EUR"></div>"#;
+        let found = extract_explained(&auto, microdata).unwrap();
+        assert_eq!(found.values["price"]["amount"], "1299.00");
+        assert_eq!(found.values["price"]["currency"], "EUR");
+        assert_eq!(found.origins["price"], Origin::Microdata);
+
+        let meta = r#"<head><meta property="og:price:amount" content="24.90">
+            <meta property="og:price:currency" content="CHF"></head>"#;
+        let found = extract_explained(&auto, meta).unwrap();
+        assert_eq!(found.values["price"]["amount"], "24.90");
+        assert_eq!(found.values["price"]["currency"], "CHF");
+        assert_eq!(found.origins["price"], Origin::Meta);
+
+        let none = extract(&auto, "<p>$5</p>").unwrap_err();
+        assert_eq!(none.0[0].1, FieldError::NoStructuredPrice);
+    }
+
+    #[test]
+    fn css_price_uses_the_currency_hint_for_ambiguous_symbols() {
+        let mut price = field("price", css(".price"), FieldKind::Price);
+        price.currency = Some("CAD");
+        let page = r#"<span class="price">Was $29.99 Now $24.99</span>"#;
+        assert_eq!(
+            extract(&[price], page).unwrap()["price"],
+            json!({"amount": "24.99", "currency": "CAD", "raw": "Was $29.99 Now $24.99"})
+        );
+        let text = r#"<span class="price">Call us</span>"#;
+        let err = extract(&[field("price", css(".price"), FieldKind::Price)], text).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoPrice("Call us".into()));
+    }
+
+    #[test]
+    fn json_pointers_read_a_json_response() {
+        let body = r#"{"data": {"price": 1199.99, "currency": "EUR", "stock": "in_stock",
+            "name": "Widget", "list": null}}"#;
+        let fields = [
+            field("price", json_at("/data/price"), FieldKind::Price),
+            field("stock", json_at("/data/stock"), FieldKind::Availability),
+            field("name", json_at("/data/name"), FieldKind::Text),
+        ];
+        let found = extract_explained(&fields, body).unwrap();
+        assert_eq!(
+            found.values["price"],
+            json!({"amount": "1199.99", "currency": "EUR", "raw": "1199.99"})
+        );
+        assert_eq!(found.values["stock"], "InStock");
+        assert_eq!(found.origins["name"], Origin::Json);
+
+        let missing = [
+            field("gone", json_at("/data/gone"), FieldKind::Text),
+            field("list", json_at("/data/list"), FieldKind::Text),
+            field("data", json_at("/data"), FieldKind::Text),
+        ];
+        let err = extract(&missing, body).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::PointerNoMatch("/data/gone".into()));
+        assert_eq!(err.0[1].1, FieldError::Null("/data/list".into()));
+        assert_eq!(err.0[2].1, FieldError::NotScalar("/data".into()));
+        let html = extract(&missing[..1], "<html></html>").unwrap_err();
+        assert!(matches!(html.0[0].1, FieldError::NotJson(_)), "{html}");
+    }
+
+    #[test]
+    fn availability_from_visible_text() {
+        let page = r#"<p class="stock">Nur noch 2 auf Lager</p><p class="x">Widget</p>"#;
+        let stock = field("stock", css(".stock"), FieldKind::Availability);
+        assert_eq!(
+            extract(&[stock], page).unwrap()["stock"],
+            "LimitedAvailability"
+        );
+        let err = extract(&[field("x", css(".x"), FieldKind::Availability)], page).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoAvailability("Widget".into()));
+    }
+
+    /// Bad input gives a clear per-field error or value, never a panic.
+    #[test]
+    fn bad_input() {
+        let fields = [
+            field("price", Source::Auto, FieldKind::Price),
+            field("ld", jsonld("offers.price"), FieldKind::Price),
+            field("css", css(".price"), FieldKind::Price),
+            field("json", json_at("/price"), FieldKind::Price),
+        ];
+        // Empty body: every field says what it missed.
+        let err = extract(&fields, "").unwrap_err();
+        assert_eq!(
+            err.0.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            [
+                FieldError::NoStructuredPrice,
+                FieldError::NoProduct,
+                FieldError::NoMatch(".price".into()),
+                FieldError::NotJson("EOF while parsing a value at line 1 column 0".into()),
+            ]
+        );
+
+        // Malformed JSON-LD: unreadable blocks are skipped, not guessed at.
+        let malformed = ld(r#"{"@type": "Product", "offers": {"price": "12.00",,}"#);
+        let err = extract(&fields[..2], &malformed).unwrap_err();
+        assert_eq!(err.0[0].1, FieldError::NoStructuredPrice);
+
+        // A 10 MB single-line script next to the product.
+        let huge = format!(
+            "<script>var x = \"{}\";</script>{}<span class=price>{}</span>",
+            "a".repeat(10 << 20),
+            ld(PRODUCT),
+            "9".repeat(1 << 20),
+        );
+        let err = extract(&fields[..3], &huge).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let FieldError::NoPrice(preview) = &err.0[0].1 else {
+            panic!("{err}")
+        };
+        assert!(preview.chars().count() <= 201, "messages stay short");
+
+        // A 10 MB JSON-LD block, readable and then broken.
+        let description = "a".repeat(10 << 20);
+        let big = ld(&format!(
+            r#"{{"@type": "Product", "description": "{description}", "offers": {{"price": "5.00"}}}}"#
+        ));
+        assert_eq!(
+            extract(&fields[..1], &big).unwrap()["price"]["amount"],
+            "5.00"
+        );
+        let broken = big.replace(r#""5.00"}}"#, r#""5.00",}}"#);
+        assert_eq!(
+            extract(&fields[..1], &broken).unwrap()["price"]["amount"],
+            "5.00"
+        );
+        let cut = big.replace(r#""offers""#, r#""offers"::"#);
+        assert_eq!(
+            extract(&fields[..1], &cut).unwrap_err().0[0].1,
+            FieldError::NoStructuredPrice
+        );
+
+        // A page with ten prices: the first match of the selector, the first product.
+        let ten: String = (1..=10)
+            .map(|i| {
+                format!(
+                    "<span class=price>${i}.99</span>{}",
+                    ld(&format!(
+                        r#"{{"@type": "Product", "offers": {{"price": "{i}.99", "priceCurrency": "USD"}}}}"#
+                    ))
+                )
+            })
+            .collect();
+        let values = extract(&fields[..3], &ten).unwrap();
+        for name in ["price", "ld", "css"] {
+            assert_eq!(values[name]["amount"], "1.99", "{name}");
+        }
+
+        // Text decoded with the wrong charset: a price without a currency, or none at all.
+        let mojibake = "<span class=price>1.299,00 â‚¬</span><p class=s>Ã‰puisÃ©</p>";
+        let values = extract(&fields[2..3], mojibake).unwrap();
+        assert_eq!(values["css"]["amount"], "1299.00");
+        let garbled = "<span class=price>\u{fffd}\u{fffd}\u{fffd}</span>";
+        assert!(matches!(
+            extract(&fields[2..3], garbled).unwrap_err().0[0].1,
+            FieldError::NoPrice(_)
+        ));
     }
 }

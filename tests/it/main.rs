@@ -8,5 +8,6 @@ mod delivery;
 mod demo;
 mod fixtures;
 mod pipeline;
+mod prices;
 mod receive;
 mod service;

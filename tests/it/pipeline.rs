@@ -92,7 +92,8 @@ async fn baseline_is_silent_and_one_change_sends_one_signed_event() {
     assert_eq!(second["data"]["seq"], 2, "seq counts the watcher's events");
     assert_eq!(
         second["data"]["changes"]["stock"],
-        serde_json::json!({"old": "17", "new": "3"})
+        serde_json::json!({"old": "17", "new": "3", "delta": "-14", "pct": "-82.35"}),
+        "number changes carry their size"
     );
 }
 

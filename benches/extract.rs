@@ -1,0 +1,142 @@
+//! `cargo bench --bench extract`: price strings parsed per second and realistic 150 KB
+//! product pages extracted per second, on one core.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pagehook::config::{self, ProcessEnv};
+use pagehook::extract::{extract, price};
+
+/// Run `f` repeatedly for about `budget`, returning calls per second.
+fn rate(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
+    // Warm up caches and lazily built tables first.
+    for _ in 0..3 {
+        black_box(f());
+    }
+    let start = Instant::now();
+    let mut done = 0usize;
+    while start.elapsed() < budget {
+        done += f();
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The data file's texts, as shops print them.
+fn price_texts() -> Vec<String> {
+    include_str!("../src/extract/prices.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split('\t').next())
+        .map(|t| {
+            let escapes = [
+                ("\\u{a0}", "\u{a0}"),
+                ("\\u{202f}", "\u{202f}"),
+                ("\\u{2009}", "\u{2009}"),
+                ("\\u{a}", "\n"),
+            ];
+            escapes
+                .iter()
+                .fold(t.to_owned(), |t, (escape, c)| t.replace(escape, c))
+        })
+        .collect()
+}
+
+/// A product page in the shape of a real shop's: navigation, a gallery, the product with
+/// JSON-LD, microdata and meta tags, reviews, forty related products with their own prices,
+/// inline scripts, and a footer; padded to `size` bytes.
+fn product_page(size: usize) -> String {
+    let mut page = String::from(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Widget Pro | Shop</title>
+<meta property="og:title" content="Widget Pro"><meta property="product:price:amount" content="1199.99">
+<meta property="product:price:currency" content="USD">
+<script type="application/ld+json">{"@context":"https://schema.org","@type":"Organization","name":"Shop","url":"https://shop.example"}</script>
+<script type="application/ld+json">
+{"@context": "https://schema.org/", "@type": "Product", "name": "Widget Pro", "sku": "WP-1",
+ "image": ["https://shop.example/img/1.jpg"], "brand": {"@type": "Brand", "name": "Acme"},
+ "aggregateRating": {"@type": "AggregateRating", "ratingValue": "4.6", "reviewCount": "212"},
+ "offers": [{"@type": "Offer", "price": "1199.99", "priceCurrency": "USD",
+   "availability": "https://schema.org/InStock", "seller": {"@type": "Organization", "name": "Shop"}},
+  {"@type": "Offer", "price": "1149.00", "priceCurrency": "USD",
+   "availability": "https://schema.org/OutOfStock"}]}
+</script></head><body><header><nav>"#,
+    );
+    for i in 0..60 {
+        page.push_str(&format!(
+            r#"<a class="nav-link" href="/c/{i}">Category {i}</a>"#
+        ));
+    }
+    page.push_str(
+        r#"</nav><div class="cart">Cart: <span class="price">$0.00</span></div></header>
+<main><div itemscope itemtype="https://schema.org/Product"><h1 class="title">Widget Pro</h1>
+<div class="buy"><del class="price old">$1,299.99</del> <span class="price now">$1,199.99</span>
+<meta itemprop="price" content="1199.99"><meta itemprop="priceCurrency" content="USD">
+<p class="stock">In stock (17 available)</p><button>Add to cart</button></div></div>"#,
+    );
+    let mut i = 0;
+    while page.len() < size - 4_000 {
+        page.push_str(&format!(
+            r#"<article class="card" data-id="{i}"><a href="/p/{i}"><img src="/img/{i}.jpg" alt="Item {i}">
+<h3>Related item {i} with a long descriptive name</h3></a><span class="price">${i}.99</span>
+<p class="review">Great value, arrived quickly and works as described. {i} stars from me.</p>
+<script>window.dataLayer=window.dataLayer||[];dataLayer.push({{"item":"{i}","price":{i}.99}});</script></article>"#
+        ));
+        i += 1;
+    }
+    page.push_str("</main><footer>");
+    while page.len() < size - 20 {
+        page.push_str("<p>Footer text</p>");
+    }
+    page.push_str("</footer></body></html>");
+    page
+}
+
+const CONFIG: &str = r#"
+[webhooks.h]
+url = "https://hooks.example/h"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[watchers]]
+name = "bench"
+url = "https://shop.example/widget"
+fields.price = { type = "price" }
+fields.stock = { type = "availability" }
+fields.shown = { css = "div.buy .price.now", type = "price" }
+fields.left = { css = "p.stock", regex = '\((\d+) available\)', type = "number" }
+fields.title = { css = "h1.title" }
+"#;
+
+fn main() {
+    let budget = Duration::from_secs(2);
+    let texts = price_texts();
+    let strings_per_sec = rate(budget, || {
+        for text in &texts {
+            black_box(price::parse(black_box(text), None));
+        }
+        texts.len()
+    });
+    println!(
+        "price strings parsed:  {:>12.0}/s on one core ({} distinct strings; target 1,000,000/s: {:.2}x)",
+        strings_per_sec,
+        texts.len(),
+        strings_per_sec / 1_000_000.0
+    );
+
+    let loaded = config::parse(CONFIG, Path::new("bench.toml"), &ProcessEnv).expect("valid");
+    let fields = &loaded.config.watchers[0].fields;
+    let page = product_page(150 * 1024);
+    let values = extract(fields, &page).expect("the bench page extracts");
+    assert_eq!(values["price"]["amount"], "1199.99");
+    assert_eq!(values["shown"]["amount"], "1199.99");
+    let pages_per_sec = rate(budget, || {
+        black_box(extract(fields, black_box(&page)).is_ok());
+        1
+    });
+    println!(
+        "product pages extracted: {:>10.1}/s on one core ({} KB each, {} fields: JSON-LD price and availability, CSS price, number and text) = {:.1} MB/s",
+        pages_per_sec,
+        page.len() / 1024,
+        fields.len(),
+        pages_per_sec * page.len() as f64 / 1e6
+    );
+}
