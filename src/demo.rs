@@ -164,8 +164,8 @@ pub fn pct_change(old: Decimal, new: Decimal) -> Option<Decimal> {
     Some(((new - old) / old * Decimal::ONE_HUNDRED).round_dp(1))
 }
 
-/// A price value as it appears in a payload: today a decimal string (`type = "number"`); the
-/// `{"amount": ..}` object of `type = "price"` reads the same.
+/// A price's amount as it appears in a payload: the `{"amount": ..}` object of `type = "price"`,
+/// or the decimal string of a `type = "number"` field.
 fn amount(value: &Value) -> Option<Decimal> {
     let text = match value {
         Value::String(text) => text.as_str(),
@@ -493,7 +493,7 @@ retry = ["1s", "2s", "5s"]
 name = "{slug}"
 url = "http://{shop}/products/{slug}"
 fields.title = {{ css = "h1.product-title" }}
-fields.price = {{ css = "div.buy-box span.price", type = "number" }}
+fields.price = {{ type = "price" }}
 fields.stock = {{ css = "div.buy-box .stock-badge" }}
 "#,
             slug = product.slug,
@@ -833,7 +833,8 @@ mod tests {
         );
         let values = crate::extract::extract(&watcher.fields, &product_page(&tent)).unwrap();
         assert_eq!(values["title"], "Ultralight 2P Tent");
-        assert_eq!(values["price"], "1249", "the cart's $0.00 is not the price");
+        assert_eq!(values["price"]["amount"], "1249.00", "found in the JSON-LD offer");
+        assert_eq!(values["price"]["currency"], "USD");
         assert_eq!(values["stock"], "Only 3 left");
         tent.stock = 0;
         let values = crate::extract::extract(&watcher.fields, &product_page(&tent)).unwrap();
