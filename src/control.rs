@@ -155,6 +155,7 @@ where
         }
     }
     connections.abort_all();
+    while connections.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&path);
     Ok(())
 }

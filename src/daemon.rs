@@ -162,6 +162,8 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             .is_err()
         {
             admin.abort();
+            // Awaited so that its handle on the store is gone when `run` returns.
+            let _ = admin.await;
         }
     }
     match control_socket.await {

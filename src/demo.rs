@@ -833,7 +833,10 @@ mod tests {
         );
         let values = crate::extract::extract(&watcher.fields, &product_page(&tent)).unwrap();
         assert_eq!(values["title"], "Ultralight 2P Tent");
-        assert_eq!(values["price"]["amount"], "1249.00", "found in the JSON-LD offer");
+        assert_eq!(
+            values["price"]["amount"], "1249.00",
+            "found in the JSON-LD offer"
+        );
         assert_eq!(values["price"]["currency"], "USD");
         assert_eq!(values["stock"], "Only 3 left");
         tent.stock = 0;

@@ -8,8 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use pagehook::store::Store;
-
 use crate::fixtures::*;
 
 const WATCHERS: usize = 6;
@@ -93,7 +91,7 @@ async fn sigkill_at_random_moments_loses_no_event_and_invents_none() {
     let last = setup.pagehook(&["once"]).await;
     assert!(last.stdout.contains(", 0 queued, 0 dead"), "{last:?}");
 
-    let store = Store::open(&setup.state_dir()).unwrap();
+    let store = setup.store().await;
     // (watcher, seq) -> the distinct (webhook-id, body) pairs that arrived for it.
     type Copies = BTreeSet<(String, Vec<u8>)>;
     let mut received: BTreeMap<(String, u64), Copies> = BTreeMap::new();

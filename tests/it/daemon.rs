@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use pagehook::store::{Store, WatcherState};
+use pagehook::store::WatcherState;
 
 use crate::fixtures::*;
 
@@ -60,7 +60,7 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
 
-    let store = Store::open(&setup.state_dir()).unwrap();
+    let store = setup.store().await;
     assert!(
         store.pending().unwrap().is_empty(),
         "the outbox is empty once delivered"
@@ -84,7 +84,7 @@ async fn after_downtime_an_overdue_watcher_runs_once_and_a_current_one_waits_its
     let setup = Setup::new(&receiver, r#"["5s"]"#, &watchers);
     {
         // "stale" last ran three slots ago; "fresh" ran after the latest slot.
-        let store = Store::open(&setup.state_dir()).unwrap();
+        let store = setup.store().await;
         let now = chrono::Utc::now();
         for (name, last) in [("stale", now - chrono::TimeDelta::hours(3)), ("fresh", now)] {
             let state = WatcherState {

@@ -277,6 +277,20 @@ retry = {retry}
         self.dir.path().join("state")
     }
 
+    /// Open the store once a daemon that just stopped has let go of it: sled's background
+    /// flusher can hold the lock for a moment after the last handle is dropped.
+    pub async fn store(&self) -> pagehook::store::Store {
+        for _ in 0..100 {
+            match pagehook::store::Store::open(&self.state_dir()) {
+                Err(pagehook::store::StoreError::Locked(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                opened => return opened.unwrap(),
+            }
+        }
+        panic!("the store stayed locked for 2 s")
+    }
+
     pub async fn pagehook(&self, args: &[&str]) -> Output {
         pagehook(&self.config(), args).await
     }

@@ -227,7 +227,7 @@ async fn sighup_applies_a_valid_config_and_keeps_running_on_an_invalid_one() {
         systemd.seen
     );
 
-    let store = Store::open(&setup.state_dir()).unwrap();
+    let store = setup.store().await;
     assert!(
         store.watcher_state("gone").unwrap().last_success.is_some(),
         "a removed watcher's state is kept"
