@@ -2,13 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::alert;
 use crate::config::Watcher;
 use crate::diff::{Diff, Event, diff};
 use crate::extract::{ExtractError, Values, extract};
-use crate::fetch::{FetchError, Fetcher, Request};
+use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators};
 use crate::store::{Delivery, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,13 +49,69 @@ impl Outcome {
 
 /// Fetch and extract without touching state: what `test` shows.
 pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, CheckError> {
-    let request = Request {
+    match fetcher.fetch(&request(watcher, None)).await? {
+        Fetched::Page(page) => Ok(extract(&watcher.fields, &page.body)?),
+        // Only an answer to validators we did not send: the server is confused.
+        Fetched::NotModified => Err(FetchError::Status(reqwest::StatusCode::NOT_MODIFIED).into()),
+    }
+}
+
+fn request<'a>(watcher: &'a Watcher, validators: Option<&'a Validators>) -> Request<'a> {
+    Request {
         url: &watcher.url,
         timeout: watcher.timeout,
         max_body: watcher.max_body,
-    };
-    let page = fetcher.fetch(&request).await?;
-    Ok(extract(&watcher.fields, &page.body)?)
+        options: &watcher.http,
+        validators,
+    }
+}
+
+/// A digest of everything that shapes a watcher's values besides the page: URL, request and
+/// fields. Stored validators and body hashes only stand for the stored values while it holds.
+pub fn fingerprint(watcher: &Watcher) -> String {
+    let http = &watcher.http;
+    let mut hash = Sha256::new();
+    hash.update(watcher.url.as_str());
+    hash.update([0]);
+    hash.update(http.method.as_str());
+    hash.update([0]);
+    for (name, value) in &http.headers {
+        hash.update(name.as_str());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(http.body.as_deref().unwrap_or_default());
+    hash.update([0]);
+    // Debug spells out each field's compiled source, regex and type: any edit changes it.
+    hash.update(format!("{:?}", watcher.fields));
+    hex(&hash.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn deliveries_for(
+    watcher: &Watcher,
+    event_id: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Vec<Delivery> {
+    watcher
+        .webhooks
+        .iter()
+        .map(|webhook| Delivery {
+            event_id: event_id.to_owned(),
+            webhook: webhook.clone(),
+            watcher: watcher.name.clone(),
+            payload: payload.to_owned(),
+            created_at: now,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        })
+        .collect()
 }
 
 /// Check a watcher and commit what it found: new values and, on a change, one event per
@@ -76,11 +135,64 @@ async fn check_and_commit(
     fetcher: &Fetcher,
     store: &Store,
 ) -> Result<Outcome, CheckError> {
-    let values = probe(watcher, fetcher).await?;
-    let now = Utc::now();
     let mut state = store.watcher_state(&watcher.name)?;
-    let diff = diff(state.values.as_ref(), &values);
+    let fingerprint = fingerprint(watcher);
+    let current = state.values.is_some() && state.fingerprint.as_ref() == Some(&fingerprint);
+    let validators = Validators {
+        etag: state.etag.clone(),
+        last_modified: state.last_modified.clone(),
+    };
+    // Conditional requests are defined for GET; other methods are compared by body hash.
+    let conditional = current && watcher.http.method == Method::GET && !validators.is_empty();
+    let fetched = fetcher
+        .fetch(&request(watcher, conditional.then_some(&validators)))
+        .await?;
+    // None: the page is the one the stored values came from, so it is not parsed again.
+    let fresh = match fetched {
+        Fetched::NotModified => None,
+        Fetched::Page(page) => {
+            state.etag = page.validators.etag;
+            state.last_modified = page.validators.last_modified;
+            let hash = hex(&Sha256::digest(page.body.as_bytes()));
+            if current && state.body_hash.as_ref() == Some(&hash) {
+                None
+            } else {
+                let values = extract(&watcher.fields, &page.body)?;
+                state.body_hash = Some(hash);
+                state.fingerprint = Some(fingerprint);
+                Some(values)
+            }
+        }
+    };
+    let now = Utc::now();
     let mut deliveries = Vec::new();
+    if state.failing_sent {
+        state.seq += 1;
+        let alert = alert::recovered(&alert::Recovered {
+            watcher: &watcher.name,
+            url: &watcher.url,
+            seq: state.seq,
+            checked_at: now,
+            failed_checks: state.consecutive_failures,
+            values: fresh.as_ref().or(state.values.as_ref()),
+        });
+        info!(
+            watcher = watcher.name.as_str(),
+            event_id = alert.id.as_str(),
+            "watcher recovered"
+        );
+        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
+        state.failing_sent = false;
+    }
+    let Some(values) = fresh else {
+        state.last_check = Some(now);
+        state.last_success = Some(now);
+        state.consecutive_failures = 0;
+        state.last_error = None;
+        store.commit(&watcher.name, &state, &deliveries).await?;
+        return Ok(Outcome::Unchanged);
+    };
+    let diff = diff(state.values.as_ref(), &values);
     let outcome = match diff {
         Diff::Baseline => Outcome::Baseline,
         Diff::Unchanged => Outcome::Unchanged,
@@ -95,21 +207,7 @@ async fn check_and_commit(
                 changes,
                 values.clone(),
             );
-            let payload = event.to_json();
-            deliveries = watcher
-                .webhooks
-                .iter()
-                .map(|webhook| Delivery {
-                    event_id: event.id.clone(),
-                    webhook: webhook.clone(),
-                    watcher: watcher.name.clone(),
-                    payload: payload.clone(),
-                    created_at: now,
-                    attempts: 0,
-                    next_attempt: now,
-                    last_error: None,
-                })
-                .collect();
+            deliveries.extend(deliveries_for(watcher, &event.id, &event.to_json(), now));
             Outcome::Changed {
                 fields,
                 event_id: event.id,
@@ -131,10 +229,37 @@ async fn record_failure(
     err: &CheckError,
 ) -> Result<(), StoreError> {
     let mut state = store.watcher_state(&watcher.name)?;
-    state.last_check = Some(Utc::now());
+    let now = Utc::now();
+    state.last_check = Some(now);
     state.consecutive_failures += 1;
-    state.last_error = Some(err.to_string());
-    store.commit(&watcher.name, &state, &[]).await
+    let error = err.to_string();
+    let mut deliveries = Vec::new();
+    if alert::should_alert(
+        state.consecutive_failures,
+        watcher.failure_threshold,
+        state.failing_sent,
+    ) {
+        state.seq += 1;
+        let alert = alert::failing(&alert::Failing {
+            watcher: &watcher.name,
+            url: &watcher.url,
+            seq: state.seq,
+            checked_at: now,
+            consecutive_failures: state.consecutive_failures,
+            error: &error,
+            last_success: state.last_success,
+        });
+        warn!(
+            watcher = watcher.name.as_str(),
+            failures = state.consecutive_failures,
+            event_id = alert.id.as_str(),
+            "watcher failing"
+        );
+        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
+        state.failing_sent = true;
+    }
+    state.last_error = Some(error);
+    store.commit(&watcher.name, &state, &deliveries).await
 }
 
 fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {

@@ -17,7 +17,7 @@ use crate::store::Store;
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_USAGE: u8 = 2;
-/// Checks in flight at once during `once` and `test`.
+/// Checks `test` runs at once (it prints in config order).
 const CONCURRENCY: usize = 16;
 
 /// Load a config, printing its warnings, or print every error and return the exit code.
@@ -84,10 +84,12 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     };
     let result = async {
         let store = Store::open(&config.state_dir)?;
-        let fetcher = Fetcher::new()?;
+        let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
+        // Every check is started at once: the fetcher's global and per-host limits decide who
+        // goes, so checks queued for a slow host never hold up the others.
         let outcomes: Vec<Outcome> = stream::iter(&watchers)
             .map(|w| check(w, &fetcher, &store))
-            .buffer_unordered(CONCURRENCY)
+            .buffer_unordered(watchers.len().max(1))
             .collect()
             .await;
         let delivered = Deliverer::new(store.clone(), config.webhooks.clone())?
@@ -132,7 +134,7 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         Ok(watchers) => watchers,
         Err(code) => return code,
     };
-    let fetcher = match Fetcher::new() {
+    let fetcher = match Fetcher::with_concurrency(config.max_concurrency) {
         Ok(fetcher) => fetcher,
         Err(err) => {
             eprintln!("pagehook test: {err}");

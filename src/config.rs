@@ -16,6 +16,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::extract::{Field, FieldKind, Source};
+use crate::fetch::HttpOptions;
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 use crate::sign::Secret;
 
@@ -34,12 +35,16 @@ pub const DEFAULT_RETRY: [Duration; 7] = [
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
 
+mod http;
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
+    /// Page requests in flight at once (`daemon.max_concurrency`).
+    pub max_concurrency: usize,
 }
 
 /// One receiving endpoint.
@@ -81,6 +86,9 @@ pub struct Watcher {
     pub fields: Vec<Field>,
     pub timeout: Duration,
     pub max_body: u64,
+    pub http: HttpOptions,
+    /// Failed checks in a row that send one `watch.failing` event.
+    pub failure_threshold: u32,
 }
 
 impl Config {
@@ -195,12 +203,14 @@ struct RawConfig {
     webhooks: BTreeMap<Spanned<String>, Spanned<RawWebhook>>,
     #[serde(default)]
     watchers: Vec<Spanned<RawWatcher>>,
+    proxies: Option<Spanned<http::RawProxies>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     state_dir: Option<PathBuf>,
+    max_concurrency: Option<Spanned<i64>>,
 }
 
 /// A string or a list of strings, as TOML users write either.
@@ -246,6 +256,16 @@ struct RawWatcher {
     fields: Option<Spanned<BTreeMap<String, Spanned<RawField>>>>,
     timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<ByteSize>>,
+    connect_timeout: Option<Spanned<String>>,
+    per_host_concurrency: Option<Spanned<i64>>,
+    per_host_delay: Option<Spanned<String>>,
+    failure_threshold: Option<Spanned<i64>>,
+    method: Option<Spanned<String>>,
+    body: Option<Spanned<String>>,
+    headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    cookies: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    user_agent: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
 }
 
 impl RawWatcher {
@@ -260,6 +280,18 @@ impl RawWatcher {
             fields: self.fields.or(d.fields),
             timeout: self.timeout.or(d.timeout),
             max_body_size: self.max_body_size.or(d.max_body_size),
+            connect_timeout: self.connect_timeout.or(d.connect_timeout),
+            per_host_concurrency: self.per_host_concurrency.or(d.per_host_concurrency),
+            per_host_delay: self.per_host_delay.or(d.per_host_delay),
+            failure_threshold: self.failure_threshold.or(d.failure_threshold),
+            method: self.method.or(d.method),
+            body: self.body.or(d.body),
+            // Headers and cookies add up: [defaults] gives every watcher its own, a watcher
+            // adds or overrides by name.
+            headers: http::merge(self.headers, d.headers),
+            cookies: http::merge(self.cookies, d.cookies),
+            user_agent: self.user_agent.or(d.user_agent),
+            proxy: self.proxy.or(d.proxy),
         }
     }
 }
@@ -366,6 +398,8 @@ impl Validator<'_> {
             None => RawWatcher::default(),
         };
 
+        let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
+        let pool = raw.proxies.and_then(|p| self.proxies(p));
         let mut watchers = Vec::new();
         let mut seen = BTreeSet::new();
         let mut used = BTreeSet::new();
@@ -378,7 +412,7 @@ impl Validator<'_> {
                 let msg = format!("duplicate watcher name `{}`", name.get_ref());
                 self.error(name.span(), msg);
             }
-            if let Some(w) = self.watcher(span, raw, &declared) {
+            if let Some(w) = self.watcher(span, raw, &declared, pool.as_ref()) {
                 used.extend(w.webhooks.iter().cloned());
                 watchers.push(Arc::new(w));
             }
@@ -389,6 +423,7 @@ impl Validator<'_> {
                 format!("webhook `{name}` is not used by any watcher"),
             );
         }
+        http::share_host_policies(&mut watchers);
         if watchers.is_empty() && self.errors.is_empty() {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
         }
@@ -397,6 +432,7 @@ impl Validator<'_> {
             state_dir,
             webhooks,
             watchers,
+            max_concurrency,
         }
     }
 
@@ -546,6 +582,7 @@ impl Validator<'_> {
         span: Range<usize>,
         raw: RawWatcher,
         webhooks: &BTreeMap<String, Range<usize>>,
+        pool: Option<&Arc<crate::fetch::ProxyPool>>,
     ) -> Option<Watcher> {
         let name = match &raw.name {
             Some(n) => self
@@ -588,6 +625,8 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|b| self.byte_size(b))
             .unwrap_or(DEFAULT_MAX_BODY);
+        let http = self.http_options(&raw, pool);
+        let failure_threshold = self.failure_threshold(raw.failure_threshold.as_ref());
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
         let fields = match &raw.fields {
             Some(fields) if !fields.get_ref().is_empty() => {
@@ -631,6 +670,8 @@ impl Validator<'_> {
             schedule,
             timeout,
             max_body,
+            http: http?,
+            failure_threshold,
         })
     }
 

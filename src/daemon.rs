@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -17,15 +16,14 @@ use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
 use crate::store::Store;
 
-/// Checks in flight at once; the rest wait their turn rather than pile onto the network.
-pub const MAX_CONCURRENT_CHECKS: usize = 32;
 /// How long in-flight checks and deliveries get to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// Run the daemon until `shutdown` is cancelled, then drain and flush.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir)?;
-    let fetcher = Fetcher::new().context("cannot build the HTTP client")?;
+    let fetcher = Fetcher::with_concurrency(config.max_concurrency)
+        .context("cannot build the HTTP client")?;
     let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())
         .context("cannot build the webhook client")?;
     info!(
@@ -75,7 +73,6 @@ impl Scheduler {
             queue.insert((first, index));
         }
 
-        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut checks = JoinSet::new();
         let mut running = HashSet::new();
         loop {
@@ -100,7 +97,7 @@ impl Scheduler {
                             debug!(watcher = watcher.name.as_str(), "previous check still running; slot skipped");
                             continue;
                         }
-                        checks.spawn(self.check_task(index, slots.clone()));
+                        checks.spawn(self.check_task(index));
                     }
                 }
             }
@@ -118,11 +115,9 @@ impl Scheduler {
         Ok(())
     }
 
-    fn check_task(
-        &self,
-        index: usize,
-        slots: Arc<Semaphore>,
-    ) -> impl Future<Output = usize> + Send + 'static {
+    /// A due check. It waits inside the fetcher for its host's and a global slot, so one
+    /// slow host never holds up the others.
+    fn check_task(&self, index: usize) -> impl Future<Output = usize> + Send + 'static {
         let watcher = self.watchers[index].clone();
         let (fetcher, store, deliverer) = (
             self.fetcher.clone(),
@@ -130,8 +125,10 @@ impl Scheduler {
             self.deliverer.clone(),
         );
         async move {
-            let _slot = slots.acquire_owned().await.expect("semaphore never closed");
-            if let Outcome::Changed { .. } = check(&watcher, &fetcher, &store).await {
+            // A change, or a failure that may have queued `watch.failing`, has something to send.
+            if let Outcome::Changed { .. } | Outcome::Failed(_) =
+                check(&watcher, &fetcher, &store).await
+            {
                 deliverer.wake();
             }
             index

@@ -4,6 +4,7 @@
 //! internals or of the daemon; `check` composes them; `daemon` and `commands` compose `check`,
 //! `deliver` and `store`.
 
+pub mod alert;
 pub mod check;
 pub mod commands;
 pub mod config;

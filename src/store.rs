@@ -12,7 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::extract::Values;
 
 /// sled's default cache is 1 GB; a daemon on a small VPS needs a fraction of that.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +39,21 @@ pub struct WatcherState {
     pub last_success: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// A `watch.failing` event went out and no `watch.recovered` yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failing_sent: bool,
+    /// What the values were last extracted with (URL, request, fields): the validators and
+    /// body hash below only stand for those values while it is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The page's ETag and Last-Modified at its last full fetch, for conditional requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// SHA-256 (hex) of the last body the values came from: the same body is not parsed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<String>,
 }
 
 /// One event on its way to one webhook.
