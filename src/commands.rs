@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
-use crate::check::{Outcome, check, probe};
+use crate::check::{check, probe};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
@@ -85,13 +85,18 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     let result = async {
         let store = Store::open(&config.state_dir)?;
         let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
-        // Every check is started at once: the fetcher's global and per-host limits decide who
-        // goes, so checks queued for a slow host never hold up the others.
-        let outcomes: Vec<Outcome> = stream::iter(&watchers)
-            .map(|w| check(w, &fetcher, &store))
-            .buffer_unordered(watchers.len().max(1))
-            .collect()
-            .await;
+        // Every check is its own task, started at once: the fetcher's global and per-host
+        // limits decide who goes, so checks queued for a slow host never hold up the others,
+        // and parsing runs on every core.
+        let mut tasks = tokio::task::JoinSet::new();
+        for watcher in &watchers {
+            let (watcher, fetcher, store) = (watcher.clone(), fetcher.clone(), store.clone());
+            tasks.spawn(async move { check(&watcher, &fetcher, &store).await });
+        }
+        let mut outcomes = Vec::with_capacity(watchers.len());
+        while let Some(outcome) = tasks.join_next().await {
+            outcomes.push(outcome?);
+        }
         let delivered = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;

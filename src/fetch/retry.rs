@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 /// Tries per check, the first included.
 pub(super) const MAX_ATTEMPTS: u32 = 3;
 /// Waits before the second and third try when the server names none.
-const BACKOFF: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(2000)];
+const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1000)];
 /// The longest `Retry-After` honoured inside a check; a server asking for longer gets its rest
 /// and the check fails, to be tried again at its next slot.
 pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -57,8 +57,8 @@ mod tests {
 
     #[test]
     fn backoff_then_give_up() {
-        assert_eq!(delay(1, None), Some(Duration::from_millis(500)));
-        assert_eq!(delay(2, None), Some(Duration::from_secs(2)));
+        assert_eq!(delay(1, None), Some(Duration::from_millis(250)));
+        assert_eq!(delay(2, None), Some(Duration::from_secs(1)));
         assert_eq!(delay(3, None), None);
     }
 

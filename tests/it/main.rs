@@ -3,5 +3,6 @@
 
 mod cli;
 mod daemon;
+mod fetching;
 mod fixtures;
 mod pipeline;
