@@ -58,9 +58,9 @@ impl Parts {
              <link rel=\"stylesheet\" href=\"/static/app.css\"><style>",
         );
         for i in 0..300 {
-            let _ = write!(
+            let _ = writeln!(
                 head,
-                ".c{i}{{margin:{}px;padding:{}px;color:#{:06x};display:flex;align-items:center}}\n",
+                ".c{i}{{margin:{}px;padding:{}px;color:#{:06x};display:flex;align-items:center}}",
                 i % 17,
                 i % 11,
                 i * 2_654_435 % 0xffffff
@@ -78,10 +78,10 @@ impl Parts {
         }
         head.push_str("{}]};</script><script>");
         for i in 0..350 {
-            let _ = write!(
+            let _ = writeln!(
                 head,
                 "function track{i}(e){{if(!e||!e.target)return;var d=e.target.dataset||{{}};\
-                 window.dataLayer=window.dataLayer||[];window.dataLayer.push({{event:'t{i}',id:d.id}});}}\n"
+                 window.dataLayer=window.dataLayer||[];window.dataLayer.push({{event:'t{i}',id:d.id}});}}"
             );
         }
         head.push_str("</script>");

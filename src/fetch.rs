@@ -260,7 +260,10 @@ impl Fetcher {
                 let _pass = self.inner.gates.enter(&host, req.options.host).await;
                 // One deadline for the whole exchange, body included: a server that trickles
                 // bytes must not hold a check open forever.
-                tokio::time::timeout(req.timeout, self.exchange(req, proxy.as_ref()))
+                // Boxed: a check waiting at the gates then costs a few hundred bytes, not the
+                // size of a whole exchange, which adds up over thousands of waiting checks.
+                let exchange = Box::pin(self.exchange(req, proxy.as_ref()));
+                tokio::time::timeout(req.timeout, exchange)
                     .await
                     .unwrap_or_else(|_| Err(Failure::fatal(FetchError::Timeout(req.timeout))))
             };
