@@ -314,6 +314,16 @@ mod tests {
     }
 
     #[test]
+    fn state_written_before_validators_and_alerts_existed_still_loads() {
+        let old = r#"{"values":{"price":"5"},"seq":3,"last_check":null,"last_success":null,"consecutive_failures":0,"last_error":null}"#;
+        let state: WatcherState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.seq, 3);
+        assert!(!state.failing_sent && state.etag.is_none() && state.body_hash.is_none());
+        let round_trip = serde_json::to_string(&state).unwrap();
+        assert!(!round_trip.contains("etag"), "empty new fields take no space: {round_trip}");
+    }
+
+    #[test]
     fn a_second_opener_is_told_who_holds_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let _held = Store::open(dir.path()).unwrap();

@@ -272,3 +272,192 @@ fn sensitive(text: &str) -> Option<HeaderValue> {
     value.set_sensitive(true);
     Some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{ConfigError, Environment, Loaded, parse};
+    use super::*;
+
+    struct NoEnv;
+
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    const HEAD: &str = "[webhooks.a]\nurl = \"https://a.example/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+
+    fn load(text: &str) -> Result<Loaded, ConfigError> {
+        parse(&format!("{HEAD}{text}"), Path::new("watchers.toml"), &NoEnv)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match load(text) {
+            Ok(_) => panic!("should be rejected:\n{text}"),
+            Err(err) => err.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn request_keys_compile_and_defaults_merge_by_name() {
+        let loaded = load(
+            r#"[daemon]
+max_concurrency = 8
+[defaults]
+headers = { Accept-Language = "de", X-Key = "d" }
+cookies = { region = "eu" }
+proxy = "socks5://u:p@127.0.0.1:1080"
+failure_threshold = 5
+[[watchers]]
+name = "api"
+url = "https://api.example/search"
+method = "post"
+body = '{"q": 1}'
+headers = { X-Key = "w" }
+user_agent = "Mozilla/5.0"
+connect_timeout = "3s"
+fields.p = { css = "p" }
+[[watchers]]
+name = "plain"
+url = "https://shop.example/x"
+proxy = "direct"
+fields.p = { css = "p" }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = &loaded.config;
+        assert_eq!(config.max_concurrency, 8);
+        let [api, plain] = &config.watchers[..] else {
+            panic!()
+        };
+        let http = &api.http;
+        assert_eq!(http.method, Method::POST);
+        assert_eq!(http.headers["x-key"], "w");
+        assert_eq!(http.headers["accept-language"], "de");
+        assert_eq!(http.headers["cookie"], "region=eu");
+        assert_eq!(http.headers["user-agent"], "Mozilla/5.0");
+        assert_eq!(http.headers["content-type"], "application/json");
+        assert_eq!(http.connect_timeout, Duration::from_secs(3));
+        assert!(
+            matches!(&http.proxy, Proxy::One(url) if url.to_string() == "socks5://***@127.0.0.1:1080")
+        );
+        assert_eq!(api.failure_threshold, 5);
+        assert!(matches!(plain.http.proxy, Proxy::Direct));
+        assert_eq!(plain.http.method, Method::GET);
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("u:p@") && !shown.contains("\"w\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_pool_serves_watchers_without_their_own_proxy() {
+        let loaded = load(
+            r#"[proxies]
+urls = ["http://a:b@p1.example:8080", "socks5h://p2.example:1080"]
+rotation = "random"
+rest = "10m"
+failures_before_rest = 2
+[[watchers]]
+name = "w"
+url = "https://shop.example/x"
+fields.p = { css = "p" }
+"#,
+        )
+        .unwrap();
+        let Proxy::Pool(pool) = &loaded.config.watchers[0].http.proxy else {
+            panic!("expected the pool")
+        };
+        assert_eq!(pool.len(), 2);
+        assert!(!format!("{pool:?}").contains("a:b"));
+    }
+
+    #[test]
+    fn watchers_of_one_host_share_its_strictest_policy() {
+        let loaded = load(
+            r#"[[watchers]]
+name = "a"
+url = "https://shop.example/a"
+per_host_concurrency = 4
+fields.p = { css = "p" }
+[[watchers]]
+name = "b"
+url = "https://shop.example/b"
+per_host_delay = "2s"
+fields.p = { css = "p" }
+[[watchers]]
+name = "c"
+url = "https://other.example/c"
+fields.p = { css = "p" }
+"#,
+        )
+        .unwrap();
+        let policies: Vec<HostPolicy> =
+            loaded.config.watchers.iter().map(|w| w.http.host).collect();
+        let shop = HostPolicy {
+            concurrency: 2,
+            delay: Duration::from_secs(2),
+        };
+        assert_eq!(policies, [shop, shop, HostPolicy::default()]);
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_their_place() {
+        let errs = errors(
+            r#"[daemon]
+max_concurrency = 0
+[proxies]
+urls = ["ftp://x:secretpw@p.example"]
+rotation = "sideways"
+[[watchers]]
+name = "w"
+url = "https://shop.example/x"
+method = "BREW"
+per_host_concurrency = -1
+headers = { "bad header" = "x" }
+cookies = { session = "a;b" }
+proxy = "not a url"
+failure_threshold = 0
+fields.p = { css = "p" }
+"#,
+        );
+        let expect = [
+            "watchers.toml:5:19: `max_concurrency` must be between 1 and 10000",
+            "watchers.toml:7:9: proxy scheme `ftp` is not supported",
+            "watchers.toml:8:12: unknown rotation `sideways`",
+            "watchers.toml:12:10: unsupported method `BREW`",
+            "watchers.toml:13:24: `per_host_concurrency` must be between 1 and 10000",
+            "watchers.toml:14:28: invalid header name `bad header`",
+            "watchers.toml:15:23: invalid cookie `session`",
+            "watchers.toml:16:9: invalid proxy URL",
+            "watchers.toml:17:21: `failure_threshold` must be between 1 and 1000000",
+        ];
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+        assert!(errs.iter().all(|e| !e.contains("secretpw")));
+    }
+
+    #[test]
+    fn a_body_with_get_is_a_warning() {
+        let loaded = load(
+            "[[watchers]]\nname = \"w\"\nurl = \"https://x.example\"\nbody = \"q=1\"\nfields.p = { css = \"p\" }\n",
+        )
+        .unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0]
+                .message
+                .contains("`body` is sent with GET")
+        );
+    }
+}
