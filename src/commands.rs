@@ -1,17 +1,19 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 
-use crate::check::{check, probe};
+use crate::check::{Outcome, check, probe};
 use crate::config::{self, Config, Loaded, Watcher};
 use crate::deliver::Deliverer;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, host_key};
 use crate::store::Store;
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
@@ -85,18 +87,7 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     let result = async {
         let store = Store::open(&config.state_dir)?;
         let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
-        // Every check is its own task, started at once: the fetcher's global and per-host
-        // limits decide who goes, so checks queued for a slow host never hold up the others,
-        // and parsing runs on every core.
-        let mut tasks = tokio::task::JoinSet::new();
-        for watcher in &watchers {
-            let (watcher, fetcher, store) = (watcher.clone(), fetcher.clone(), store.clone());
-            tasks.spawn(async move { check(&watcher, &fetcher, &store).await });
-        }
-        let mut outcomes = Vec::with_capacity(watchers.len());
-        while let Some(outcome) = tasks.join_next().await {
-            outcomes.push(outcome?);
-        }
+        let outcomes = check_by_host(&watchers, &fetcher, &store).await?;
         let delivered = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
@@ -127,6 +118,45 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Check every watcher once. Each host gets as many lanes (tasks) as it may have requests in
+/// flight, and each lane takes the host's next watcher when its last check is done: checks queued
+/// for a slow host never hold up other hosts, parsing runs on every core, and ten thousand
+/// watchers of one shop cost a few dozen tasks, not ten thousand waiting ones.
+async fn check_by_host(
+    watchers: &[Arc<Watcher>],
+    fetcher: &Fetcher,
+    store: &Store,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut hosts: HashMap<String, Vec<Arc<Watcher>>> = HashMap::new();
+    for watcher in watchers {
+        hosts
+            .entry(host_key(&watcher.url))
+            .or_default()
+            .push(watcher.clone());
+    }
+    let mut lanes = tokio::task::JoinSet::new();
+    for queue in hosts.into_values() {
+        let width = queue[0].http.host.concurrency.clamp(1, queue.len());
+        let (queue, next) = (Arc::new(queue), Arc::new(AtomicUsize::new(0)));
+        for _ in 0..width {
+            let (queue, next) = (queue.clone(), next.clone());
+            let (fetcher, store) = (fetcher.clone(), store.clone());
+            lanes.spawn(async move {
+                let mut outcomes = Vec::new();
+                while let Some(watcher) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    outcomes.push(check(watcher, &fetcher, &store).await);
+                }
+                outcomes
+            });
+        }
+    }
+    let mut outcomes = Vec::with_capacity(watchers.len());
+    while let Some(lane) = lanes.join_next().await {
+        outcomes.extend(lane?);
+    }
+    Ok(outcomes)
 }
 
 /// `pagehook test [WATCHER...] [--json]`

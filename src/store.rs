@@ -12,7 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::extract::Values;
 
 /// sled's default cache is 1 GB; a daemon on a small VPS needs a fraction of that.
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -151,7 +151,7 @@ impl Store {
             })
             .map_err(unabort)?;
         if !deliveries.is_empty() {
-            self.db.flush_async().await?;
+            self.flush().await?;
         }
         Ok(())
     }
@@ -216,7 +216,12 @@ impl Store {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // Not `flush_async`: several of those in flight at once can wait forever
+        // (spacejam/sled#1241), which a `once` over many changed pages hit.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .expect("a sled flush does not panic")?;
         Ok(())
     }
 }
@@ -320,7 +325,10 @@ mod tests {
         assert_eq!(state.seq, 3);
         assert!(!state.failing_sent && state.etag.is_none() && state.body_hash.is_none());
         let round_trip = serde_json::to_string(&state).unwrap();
-        assert!(!round_trip.contains("etag"), "empty new fields take no space: {round_trip}");
+        assert!(
+            !round_trip.contains("etag"),
+            "empty new fields take no space: {round_trip}"
+        );
     }
 
     #[test]
