@@ -535,3 +535,45 @@ async fn failing_is_announced_once_at_the_threshold_and_recovery_once() {
     setup.pagehook(&["once"]).await;
     assert_eq!(receiver.requests().len(), 2, "recovered is sent once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_daemon_a_stuck_server_does_not_hold_up_other_watchers() {
+    let shop = Shop::start().await;
+    shop.set("/good", product("Widget", "$5.00", 1));
+    let router = Router::new().route(
+        "/trickle",
+        get(|| async { html(drip(b"<", Duration::from_secs(1), None)) }),
+    );
+    let stuck = serve(router).await;
+    let receiver = Receiver::start().await;
+    // Both on whole seconds; the stuck one may only hold its check for 700 ms at a time.
+    let watchers = watcher(
+        "stuck",
+        &format!("http://{stuck}/trickle"),
+        "schedule = \"every 1s\"\njitter = \"0s\"\ntimeout = \"700ms\"",
+    ) + &watcher(
+        "good",
+        &shop.url("/good"),
+        "schedule = \"every 1s\"\njitter = \"0s\"",
+    );
+    let setup = Setup::new(&receiver, r#"["5s"]"#, &watchers);
+    let config = pagehook::config::load(&setup.config()).unwrap().config;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(pagehook::daemon::run(config, stop.clone()));
+
+    let started = Instant::now();
+    shop.wait_for_hits("/good", 2).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1_600),
+        "the good watcher kept its one-second schedule: {:?}",
+        started.elapsed()
+    );
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+    let stuck = state(&setup, "stuck");
+    assert!(stuck.consecutive_failures >= 1, "{stuck:?}");
+    assert_eq!(
+        stuck.last_error.as_deref(),
+        Some("fetch failed: timed out after 700ms")
+    );
+}
