@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::check::{Outcome, check};
+use crate::check::check;
 use crate::config::{Config, Watcher};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
@@ -125,12 +125,10 @@ impl Scheduler {
             self.deliverer.clone(),
         );
         async move {
-            // A change, or a failure that may have queued `watch.failing`, has something to send.
-            if let Outcome::Changed { .. } | Outcome::Failed(_) =
-                check(&watcher, &fetcher, &store).await
-            {
-                deliverer.wake();
-            }
+            // Any outcome may have queued an event: a change, `watch.failing` or
+            // `watch.recovered`. A wake with nothing due costs one empty range scan.
+            check(&watcher, &fetcher, &store).await;
+            deliverer.wake();
             index
         }
     }
