@@ -285,3 +285,51 @@ fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Environment, parse};
+
+    struct NoEnv;
+
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn watcher(extra: &str) -> Watcher {
+        let text = format!(
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n[[watchers]]\nname = \"w\"\n{extra}\n"
+        );
+        let config = parse(&text, Path::new("w.toml"), &NoEnv).unwrap().config;
+        (*config.watchers[0]).clone()
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_anything_that_shapes_the_values() {
+        let base = "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }";
+        let same = fingerprint(&watcher(base));
+        assert_eq!(same, fingerprint(&watcher(base)), "stable for one config");
+        let variants = [
+            "url = \"https://s.example/b\"\nfields.p = { css = \".price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".cost\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", type = \"number\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", regex = '(\\d+)' }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nheaders = { Accept-Language = \"de\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nmethod = \"POST\"\nbody = \"q=1\"",
+        ];
+        for variant in variants {
+            assert_ne!(same, fingerprint(&watcher(variant)), "{variant}");
+        }
+        let unrelated = "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\ntimeout = \"5s\"\nschedule = \"every 1h\"";
+        assert_eq!(
+            same,
+            fingerprint(&watcher(unrelated)),
+            "timing does not shape values"
+        );
+    }
+}
