@@ -1,17 +1,21 @@
 //! One watcher, once: fetch -> extract -> diff -> commit. Shared by `run`, `once` and `test`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use futures_util::{StreamExt, stream};
+use chrono::{DateTime, Utc};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::alert;
 use crate::config::Watcher;
 use crate::diff::{Diff, Event, evaluate};
 use crate::extract::{ExtractError, Extraction, Values, extract_explained};
-use crate::fetch::{FetchError, Fetcher, Request};
+use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::store::{Delivery, HistoryEntry, Store, StoreError};
 
@@ -76,23 +80,53 @@ impl Checks {
             Outcome::Failed(_) => &mut self.failed,
         } += 1;
     }
+
+    fn add(&mut self, other: Checks) {
+        self.checked += other.checked;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.quiet += other.quiet;
+        self.baseline += other.baseline;
+        self.failed += other.failed;
+    }
 }
 
-/// Check each of `watchers` once, `concurrency` at a time, committing as each finishes.
-pub async fn check_all(
-    watchers: &[Arc<Watcher>],
-    fetcher: &Fetcher,
-    store: &Store,
-    concurrency: usize,
-) -> Checks {
-    stream::iter(watchers.iter().cloned())
-        .map(|w| async move { check(&w, fetcher, store).await })
-        .buffer_unordered(concurrency)
-        .fold(Checks::default(), |mut checks, outcome| async move {
-            checks.count(&outcome);
-            checks
-        })
-        .await
+/// Check each of `watchers` once and commit as each finishes. Each host gets as many tasks as
+/// its `per_host_concurrency`, each taking the host's next watcher when it is done with one:
+/// thousands of watchers on one shop cost a few tasks, and checks run on every core.
+pub async fn check_all(watchers: &[Arc<Watcher>], fetcher: &Fetcher, store: &Store) -> Checks {
+    let mut hosts: HashMap<String, Vec<Arc<Watcher>>> = HashMap::new();
+    for watcher in watchers {
+        hosts
+            .entry(host_key(&watcher.url))
+            .or_default()
+            .push(watcher.clone());
+    }
+    let mut lanes = tokio::task::JoinSet::new();
+    for queue in hosts.into_values() {
+        let width = queue[0].http.host.concurrency.clamp(1, queue.len());
+        let (queue, next) = (Arc::new(queue), Arc::new(AtomicUsize::new(0)));
+        for _ in 0..width {
+            let (queue, next) = (queue.clone(), next.clone());
+            let (fetcher, store) = (fetcher.clone(), store.clone());
+            lanes.spawn(async move {
+                let mut checks = Checks::default();
+                while let Some(watcher) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    checks.count(&check(watcher, &fetcher, &store).await);
+                }
+                checks
+            });
+        }
+    }
+    let mut checks = Checks::default();
+    while let Some(lane) = lanes.join_next().await {
+        match lane {
+            Ok(lane) => checks.add(lane),
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => {}
+        }
+    }
+    checks
 }
 
 /// Fetch and extract without touching state: what `test` shows.
@@ -105,14 +139,71 @@ pub async fn probe_explained(
     watcher: &Watcher,
     fetcher: &Fetcher,
 ) -> Result<Extraction, CheckError> {
-    let request = Request {
+    match fetcher.fetch(&request(watcher, None)).await? {
+        Fetched::Page(page) => {
+            metrics::bytes_fetched(&watcher.name, page.body.len());
+            Ok(extract_explained(&watcher.fields, &page.body)?)
+        }
+        // Only an answer to validators we did not send: the server is confused.
+        Fetched::NotModified => Err(FetchError::Status(reqwest::StatusCode::NOT_MODIFIED).into()),
+    }
+}
+fn request<'a>(watcher: &'a Watcher, validators: Option<&'a Validators>) -> Request<'a> {
+    Request {
         url: &watcher.url,
         timeout: watcher.timeout,
         max_body: watcher.max_body,
-    };
-    let page = fetcher.fetch(&request).await?;
-    metrics::bytes_fetched(&watcher.name, page.body.len());
-    Ok(extract_explained(&watcher.fields, &page.body)?)
+        options: &watcher.http,
+        validators,
+    }
+}
+
+/// A digest of everything that shapes a watcher's values besides the page: URL, request and
+/// fields. Stored validators and body hashes only stand for the stored values while it holds.
+pub fn fingerprint(watcher: &Watcher) -> String {
+    let http = &watcher.http;
+    let mut hash = Sha256::new();
+    hash.update(watcher.url.as_str());
+    hash.update([0]);
+    hash.update(http.method.as_str());
+    hash.update([0]);
+    for (name, value) in &http.headers {
+        hash.update(name.as_str());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(http.body.as_deref().unwrap_or_default());
+    hash.update([0]);
+    // Debug spells out each field's compiled source, regex and type: any edit changes it.
+    hash.update(format!("{:?}", watcher.fields));
+    hex(&hash.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn deliveries_for(
+    watcher: &Watcher,
+    event_id: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Vec<Delivery> {
+    watcher
+        .webhooks
+        .iter()
+        .map(|webhook| Delivery {
+            event_id: event_id.to_owned(),
+            webhook: webhook.clone(),
+            watcher: watcher.name.clone(),
+            payload: payload.to_owned(),
+            created_at: now,
+            attempts: 0,
+            next_attempt: now,
+            history: Vec::new(),
+        })
+        .collect()
 }
 
 /// Check a watcher and commit what it found: new values and, on a change, one event per
@@ -140,16 +231,70 @@ async fn check_and_commit(
     fetcher: &Fetcher,
     store: &Store,
 ) -> Result<Outcome, CheckError> {
-    let values = probe(watcher, fetcher).await?;
-    let now = Utc::now();
     let mut state = store.watcher_state(&watcher.name)?;
+    let fingerprint = fingerprint(watcher);
+    let current = state.values.is_some() && state.fingerprint.as_ref() == Some(&fingerprint);
+    let validators = Validators {
+        etag: state.etag.clone(),
+        last_modified: state.last_modified.clone(),
+    };
+    // Conditional requests are defined for GET; other methods are compared by body hash.
+    let conditional = current && watcher.http.method == Method::GET && !validators.is_empty();
+    let fetched = fetcher
+        .fetch(&request(watcher, conditional.then_some(&validators)))
+        .await?;
+    // None: the page is the one the stored values came from, so it is not parsed again.
+    let fresh = match fetched {
+        Fetched::NotModified => None,
+        Fetched::Page(page) => {
+            metrics::bytes_fetched(&watcher.name, page.body.len());
+            state.etag = page.validators.etag;
+            state.last_modified = page.validators.last_modified;
+            let hash = hex(&Sha256::digest(page.body.as_bytes()));
+            if current && state.body_hash.as_ref() == Some(&hash) {
+                None
+            } else {
+                let values = extract_explained(&watcher.fields, &page.body)?.values;
+                state.body_hash = Some(hash);
+                state.fingerprint = Some(fingerprint);
+                Some(values)
+            }
+        }
+    };
+    let now = Utc::now();
+    let mut deliveries = Vec::new();
+    if state.failing_sent {
+        state.seq += 1;
+        let alert = alert::recovered(&alert::Recovered {
+            watcher: &watcher.name,
+            url: &watcher.url,
+            seq: state.seq,
+            checked_at: now,
+            failed_checks: state.consecutive_failures,
+            values: fresh.as_ref().or(state.values.as_ref()),
+        });
+        info!(
+            watcher = watcher.name.as_str(),
+            event_id = alert.id.as_str(),
+            "watcher recovered"
+        );
+        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
+        state.failing_sent = false;
+    }
+    state.last_check = Some(now);
+    state.last_success = Some(now);
+    state.consecutive_failures = 0;
+    state.last_error = None;
+    let Some(values) = fresh else {
+        store.commit(&watcher.name, &state, &deliveries).await?;
+        return Ok(Outcome::Unchanged);
+    };
     let evaluation = evaluate(
         &watcher.notify,
         state.values.as_ref(),
         state.announced.as_ref(),
         &values,
     );
-    let mut deliveries = Vec::new();
     let outcome = match evaluation.diff {
         Diff::Baseline => Outcome::Baseline,
         Diff::Unchanged if evaluation.quiet.is_empty() => Outcome::Unchanged,
@@ -167,21 +312,7 @@ async fn check_and_commit(
                 changes,
                 values.clone(),
             );
-            let payload = event.to_json();
-            deliveries = watcher
-                .webhooks
-                .iter()
-                .map(|webhook| Delivery {
-                    event_id: event.id.clone(),
-                    webhook: webhook.clone(),
-                    watcher: watcher.name.clone(),
-                    payload: payload.clone(),
-                    created_at: now,
-                    attempts: 0,
-                    next_attempt: now,
-                    history: Vec::new(),
-                })
-                .collect();
+            deliveries.extend(deliveries_for(watcher, &event.id, &event.to_json(), now));
             Outcome::Changed {
                 fields,
                 event_id: event.id,
@@ -191,35 +322,22 @@ async fn check_and_commit(
     // History records what the values were over time: a baseline or a change (announced or
     // quiet), not every fetch.
     let entry = match &outcome {
-        Outcome::Baseline => Some(HistoryEntry {
-            checked_at: now,
-            kind: "baseline".into(),
-            changed: Vec::new(),
-            event_id: None,
-            values: values.clone(),
-        }),
-        Outcome::Changed { fields, event_id } => Some(HistoryEntry {
-            checked_at: now,
-            kind: "changed".into(),
-            changed: fields.clone(),
-            event_id: Some(event_id.clone()),
-            values: values.clone(),
-        }),
-        Outcome::Quiet { fields } => Some(HistoryEntry {
-            checked_at: now,
-            kind: "quiet".into(),
-            changed: fields.clone(),
-            event_id: None,
-            values: values.clone(),
-        }),
+        Outcome::Baseline => Some(("baseline", Vec::new(), None)),
+        Outcome::Changed { fields, event_id } => {
+            Some(("changed", fields.clone(), Some(event_id.clone())))
+        }
+        Outcome::Quiet { fields } => Some(("quiet", fields.clone(), None)),
         _ => None,
-    };
+    }
+    .map(|(kind, changed, event_id)| HistoryEntry {
+        checked_at: now,
+        kind: kind.into(),
+        changed,
+        event_id,
+        values: values.clone(),
+    });
     state.values = Some(values);
     state.announced = Some(evaluation.announced);
-    state.last_check = Some(now);
-    state.last_success = Some(now);
-    state.consecutive_failures = 0;
-    state.last_error = None;
     store
         .commit_recorded(
             &watcher.name,
@@ -238,10 +356,37 @@ async fn record_failure(
     err: &CheckError,
 ) -> Result<(), StoreError> {
     let mut state = store.watcher_state(&watcher.name)?;
-    state.last_check = Some(Utc::now());
+    let now = Utc::now();
+    state.last_check = Some(now);
     state.consecutive_failures += 1;
-    state.last_error = Some(err.to_string());
-    store.commit(&watcher.name, &state, &[]).await
+    let error = err.to_string();
+    let mut deliveries = Vec::new();
+    if alert::should_alert(
+        state.consecutive_failures,
+        watcher.failure_threshold,
+        state.failing_sent,
+    ) {
+        state.seq += 1;
+        let alert = alert::failing(&alert::Failing {
+            watcher: &watcher.name,
+            url: &watcher.url,
+            seq: state.seq,
+            checked_at: now,
+            consecutive_failures: state.consecutive_failures,
+            error: &error,
+            last_success: state.last_success,
+        });
+        warn!(
+            watcher = watcher.name.as_str(),
+            failures = state.consecutive_failures,
+            event_id = alert.id.as_str(),
+            "watcher failing"
+        );
+        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
+        state.failing_sent = true;
+    }
+    state.last_error = Some(error);
+    store.commit(&watcher.name, &state, &deliveries).await
 }
 
 fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {
@@ -265,5 +410,53 @@ fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {
             duration_ms,
             "check"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Environment, parse};
+
+    struct NoEnv;
+
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn watcher(extra: &str) -> Watcher {
+        let text = format!(
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n[[watchers]]\nname = \"w\"\n{extra}\n"
+        );
+        let config = parse(&text, Path::new("w.toml"), &NoEnv).unwrap().config;
+        (*config.watchers[0]).clone()
+    }
+
+    #[test]
+    fn the_fingerprint_moves_with_anything_that_shapes_the_values() {
+        let base = "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }";
+        let same = fingerprint(&watcher(base));
+        assert_eq!(same, fingerprint(&watcher(base)), "stable for one config");
+        let variants = [
+            "url = \"https://s.example/b\"\nfields.p = { css = \".price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".cost\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", type = \"number\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", regex = '(\\d+)' }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nheaders = { Accept-Language = \"de\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nmethod = \"POST\"\nbody = \"q=1\"",
+        ];
+        for variant in variants {
+            assert_ne!(same, fingerprint(&watcher(variant)), "{variant}");
+        }
+        let unrelated = "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\ntimeout = \"5s\"\nschedule = \"every 1h\"";
+        assert_eq!(
+            same,
+            fingerprint(&watcher(unrelated)),
+            "timing does not shape values"
+        );
     }
 }

@@ -31,8 +31,8 @@ use crate::{daemon, demo};
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_USAGE: u8 = 2;
-/// Checks in flight at once during `once` and `test`.
-pub const CONCURRENCY: usize = 16;
+/// Checks `test` runs at once (it prints in config order).
+const CONCURRENCY: usize = 16;
 
 /// Load a config, printing its warnings, or print every error and return the exit code.
 pub fn load_config(path: &Path, error_code: u8) -> Result<Config, ExitCode> {
@@ -139,8 +139,8 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         watchers: names.to_vec(),
     };
     let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
-        let fetcher = Fetcher::new()?;
-        let checks = check_all(&watchers, &fetcher, &store, CONCURRENCY).await;
+        let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
+        let checks = check_all(&watchers, &fetcher, &store).await;
         let tally = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
@@ -324,7 +324,7 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
         Ok(watchers) => watchers,
         Err(code) => return code,
     };
-    let fetcher = match Fetcher::new() {
+    let fetcher = match Fetcher::with_concurrency(config.max_concurrency) {
         Ok(fetcher) => fetcher,
         Err(err) => {
             eprintln!("pagehook test: {err}");

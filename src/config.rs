@@ -16,6 +16,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::extract::{Field, FieldKind, Source, currency};
+use crate::fetch::HttpOptions;
 use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 use crate::sign::Secret;
@@ -39,6 +40,8 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
+mod http;
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,6 +50,8 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
+    /// Page requests in flight at once (`daemon.max_concurrency`).
+    pub max_concurrency: usize,
 }
 
 /// One receiving endpoint.
@@ -95,6 +100,9 @@ pub struct Watcher {
     pub history_limit: usize,
     /// When a recorded change is worth an event.
     pub notify: Rules,
+    pub http: HttpOptions,
+    /// Failed checks in a row that send one `watch.failing` event.
+    pub failure_threshold: u32,
 }
 
 impl Config {
@@ -209,6 +217,7 @@ struct RawConfig {
     webhooks: BTreeMap<Spanned<String>, Spanned<RawWebhook>>,
     #[serde(default)]
     watchers: Vec<Spanned<RawWatcher>>,
+    proxies: Option<Spanned<http::RawProxies>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +225,7 @@ struct RawConfig {
 struct RawDaemon {
     state_dir: Option<PathBuf>,
     admin_listen: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<i64>>,
 }
 
 /// A string or a list of strings, as TOML users write either.
@@ -266,6 +276,16 @@ struct RawWatcher {
     history_limit: Option<Spanned<i64>>,
     notify: Option<Spanned<RawRule>>,
     currency: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    per_host_concurrency: Option<Spanned<i64>>,
+    per_host_delay: Option<Spanned<String>>,
+    failure_threshold: Option<Spanned<i64>>,
+    method: Option<Spanned<String>>,
+    body: Option<Spanned<String>>,
+    headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    cookies: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    user_agent: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
 }
 
 impl RawWatcher {
@@ -283,6 +303,18 @@ impl RawWatcher {
             history_limit: self.history_limit.or(d.history_limit),
             notify: self.notify.or(d.notify),
             currency: self.currency.or(d.currency),
+            connect_timeout: self.connect_timeout.or(d.connect_timeout),
+            per_host_concurrency: self.per_host_concurrency.or(d.per_host_concurrency),
+            per_host_delay: self.per_host_delay.or(d.per_host_delay),
+            failure_threshold: self.failure_threshold.or(d.failure_threshold),
+            method: self.method.or(d.method),
+            body: self.body.or(d.body),
+            // Headers and cookies add up: [defaults] gives every watcher its own, a watcher
+            // adds or overrides by name.
+            headers: http::merge(self.headers, d.headers),
+            cookies: http::merge(self.cookies, d.cookies),
+            user_agent: self.user_agent.or(d.user_agent),
+            proxy: self.proxy.or(d.proxy),
         }
     }
 }
@@ -460,6 +492,8 @@ impl Validator<'_> {
             None => RawWatcher::default(),
         };
 
+        let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
+        let pool = raw.proxies.and_then(|p| self.proxies(p));
         let mut watchers = Vec::new();
         let mut seen = BTreeSet::new();
         let mut used = BTreeSet::new();
@@ -472,7 +506,7 @@ impl Validator<'_> {
                 let msg = format!("duplicate watcher name `{}`", name.get_ref());
                 self.error(name.span(), msg);
             }
-            if let Some(w) = self.watcher(span, raw, &declared) {
+            if let Some(w) = self.watcher(span, raw, &declared, pool.as_ref()) {
                 used.extend(w.webhooks.iter().cloned());
                 watchers.push(Arc::new(w));
             }
@@ -483,6 +517,7 @@ impl Validator<'_> {
                 format!("webhook `{name}` is not used by any watcher"),
             );
         }
+        http::share_host_policies(&mut watchers);
         if watchers.is_empty() && self.errors.is_empty() {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
         }
@@ -492,6 +527,7 @@ impl Validator<'_> {
             admin_listen,
             webhooks,
             watchers,
+            max_concurrency,
         }
     }
 
@@ -706,6 +742,7 @@ impl Validator<'_> {
         span: Range<usize>,
         raw: RawWatcher,
         webhooks: &BTreeMap<String, Range<usize>>,
+        pool: Option<&Arc<crate::fetch::ProxyPool>>,
     ) -> Option<Watcher> {
         let name = match &raw.name {
             Some(n) => self
@@ -761,6 +798,8 @@ impl Validator<'_> {
             },
             None => DEFAULT_HISTORY_LIMIT,
         };
+        let http = self.http_options(&raw, pool);
+        let failure_threshold = self.failure_threshold(raw.failure_threshold.as_ref());
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
         let fields = match &raw.fields {
             Some(fields) if !fields.get_ref().is_empty() => {
@@ -837,6 +876,8 @@ impl Validator<'_> {
             max_body,
             history_limit,
             notify,
+            http: http?,
+            failure_threshold,
         })
     }
 

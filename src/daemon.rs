@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminState, Health, Part};
-use crate::check::{Outcome, check, check_all};
+use crate::check::{check, check_all};
 use crate::commands::OnceReport;
 use crate::config::{self, Config, Watcher};
 use crate::control::{self, Request};
@@ -27,8 +27,6 @@ use crate::report::{Deliveries, Replayed};
 use crate::status;
 use crate::store::{Store, StoreError};
 
-/// Checks in flight at once; the rest wait their turn rather than pile onto the network.
-pub const MAX_CONCURRENT_CHECKS: usize = 32;
 /// How long in-flight checks and deliveries get to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -39,7 +37,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 /// file, read again on SIGHUP.
 pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir)?;
-    let fetcher = Fetcher::new().context("cannot build the HTTP client")?;
+    let fetcher = Fetcher::with_concurrency(config.max_concurrency)
+        .context("cannot build the HTTP client")?;
     let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())
         .context("cannot build the webhook client")?;
     // Subscribed before anything runs, so a SIGHUP from now on reloads instead of killing us.
@@ -378,7 +377,6 @@ impl Scheduler {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         self.apply(watchers, Utc::now())?;
-        let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut checks = JoinSet::new();
         let mut running = HashSet::new();
         loop {
@@ -404,7 +402,7 @@ impl Scheduler {
                             debug!(watcher = name.as_str(), "previous check still running; slot skipped");
                             continue;
                         }
-                        checks.spawn(self.check_task(watcher, slots.clone()));
+                        checks.spawn(self.check_task(watcher));
                     }
                 }
             }
@@ -422,21 +420,19 @@ impl Scheduler {
         Ok(())
     }
 
-    fn check_task(
-        &self,
-        watcher: Arc<Watcher>,
-        slots: Arc<Semaphore>,
-    ) -> impl Future<Output = String> + Send + 'static {
+    /// A due check. It waits inside the fetcher for its host's and a global slot, so one
+    /// slow host never holds up the others.
+    fn check_task(&self, watcher: Arc<Watcher>) -> impl Future<Output = String> + Send + 'static {
         let (fetcher, store, deliverer) = (
             self.fetcher.clone(),
             self.store.clone(),
             self.deliverer.clone(),
         );
         async move {
-            let _slot = slots.acquire_owned().await.expect("semaphore never closed");
-            if let Outcome::Changed { .. } = check(&watcher, &fetcher, &store).await {
-                deliverer.wake();
-            }
+            // Any outcome may have queued an event: a change, `watch.failing` or
+            // `watch.recovered`. A wake with nothing due costs one empty range scan.
+            check(&watcher, &fetcher, &store).await;
+            deliverer.wake();
             watcher.name.clone()
         }
     }
@@ -481,8 +477,7 @@ impl Control {
                     }
                     selected
                 };
-                let checks =
-                    check_all(&selected, &self.fetcher, &self.store, MAX_CONCURRENT_CHECKS).await;
+                let checks = check_all(&selected, &self.fetcher, &self.store).await;
                 self.deliverer.wake();
                 to_json(Ok::<_, StoreError>(OnceReport {
                     checks,

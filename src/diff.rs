@@ -173,7 +173,7 @@ impl Event {
 }
 
 /// `evt_` + a UUIDv7: unique without coordination, and sorts by creation time.
-fn new_event_id() -> String {
+pub(crate) fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
 }
 

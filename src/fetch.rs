@@ -1,17 +1,102 @@
-//! HTTP GET of a watched page, with a timeout and a body-size cap enforced while reading.
+//! HTTP fetch of a watched page: conditional requests, a body-size cap enforced while reading,
+//! charset decoding, per-host politeness, proxies, and retries of transient failures.
 
+mod decode;
+mod gate;
+mod proxy;
+mod retry;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
 use url::Url;
 
+pub use gate::HostPolicy;
+pub use proxy::{ProxyPool, ProxyUrl, Rotation};
+
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
+/// Requests in flight at once across all hosts (`daemon.max_concurrency`).
+pub const DEFAULT_MAX_CONCURRENCY: usize = 32;
+/// Requests in flight at once to one host (`per_host_concurrency`).
+pub const DEFAULT_PER_HOST_CONCURRENCY: usize = 2;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_REDIRECTS: usize = 10;
+
+/// How a watcher's requests are made, beyond the URL: fixed at config load.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub method: Method,
+    /// Extra headers, cookies and user agent included; all marked sensitive.
+    pub headers: HeaderMap,
+    pub body: Option<String>,
+    pub proxy: Proxy,
+    pub connect_timeout: Duration,
+    pub host: HostPolicy,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            method: Method::GET,
+            headers: HeaderMap::new(),
+            body: None,
+            proxy: Proxy::Direct,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            host: HostPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    // Headers and cookies usually carry credentials, so only their names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body", &self.body.as_ref().map(|b| b.len()))
+            .field("proxy", &self.proxy)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+/// Where requests go out.
+#[derive(Debug, Clone)]
+pub enum Proxy {
+    Direct,
+    One(ProxyUrl),
+    Pool(Arc<ProxyPool>),
+}
+
+/// The validators of the last full fetch of a page. Sent back, they let an unchanged page
+/// answer 304 Not Modified without a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
 
 /// What one request for a page needs to know.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub url: &'a Url,
+    /// The whole exchange of one try, body included.
     pub timeout: Duration,
     pub max_body: u64,
+    pub options: &'a HttpOptions,
+    /// Sent as If-None-Match / If-Modified-Since when present.
+    pub validators: Option<&'a Validators>,
 }
 
 /// A fetched page.
@@ -20,6 +105,15 @@ pub struct Page {
     /// Where the page ended up after redirects.
     pub url: Url,
     pub body: String,
+    pub validators: Validators,
+}
+
+/// What a request brought back.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Page(Page),
+    /// 304: the page is what it was when the validators were taken.
+    NotModified,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,20 +121,49 @@ pub enum FetchError {
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("HTTP {0}")]
-    Status(reqwest::StatusCode),
+    Status(StatusCode),
     #[error("body is larger than the {0}-byte limit (max_body_size)")]
     TooLarge(u64),
+    #[error("more than {MAX_REDIRECTS} redirects (a redirect loop?)")]
+    TooManyRedirects,
     #[error("{0}")]
     Transport(String),
 }
 
-impl FetchError {
-    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
-        if err.is_timeout() {
+/// One failed try, and whether another may help.
+struct Failure {
+    error: FetchError,
+    transient: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn fatal(error: FetchError) -> Self {
+        Failure {
+            error,
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    fn from_reqwest(err: reqwest::Error, timeout: Duration, proxy: Option<&ProxyUrl>) -> Self {
+        let transient = retry::is_transient_transport(&err);
+        let error = if err.is_timeout() {
             FetchError::Timeout(timeout)
+        } else if err.is_redirect() {
+            FetchError::TooManyRedirects
         } else {
             // The URL is the watcher's own and already in every log line about it.
-            FetchError::Transport(error_chain(&err.without_url()))
+            let text = error_chain(&err.without_url());
+            FetchError::Transport(match proxy {
+                Some(proxy) => proxy.scrub(text),
+                None => text,
+            })
+        };
+        Failure {
+            error,
+            transient,
+            retry_after: None,
         }
     }
 }
@@ -57,63 +180,210 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// One HTTP client for all pages: connection pools and TLS sessions are shared.
+/// The HTTP side of pagehook: cheap to clone; connection pools, TLS sessions and the
+/// politeness limits are shared by every clone.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // One client per proxy and connect timeout, since reqwest fixes both per client; a config
+    // names few of them. A std mutex: held only to look one up.
+    clients: Mutex<HashMap<(Option<ProxyUrl>, Duration), reqwest::Client>>,
+    gates: gate::Gates,
 }
 
 impl Fetcher {
     pub fn new() -> Result<Self, FetchError> {
-        let client = reqwest::Client::builder()
+        Self::with_concurrency(DEFAULT_MAX_CONCURRENCY)
+    }
+
+    /// A fetcher that has at most `max_concurrency` requests in flight.
+    pub fn with_concurrency(max_concurrency: usize) -> Result<Self, FetchError> {
+        let fetcher = Fetcher {
+            inner: Arc::new(Inner {
+                clients: Mutex::new(HashMap::new()),
+                gates: gate::Gates::new(max_concurrency),
+            }),
+        };
+        // Build the direct client now, so a broken TLS setup shows at start-up.
+        fetcher.client(None, DEFAULT_CONNECT_TIMEOUT)?;
+        Ok(fetcher)
+    }
+
+    fn client(
+        &self,
+        proxy: Option<&ProxyUrl>,
+        connect_timeout: Duration,
+    ) -> Result<reqwest::Client, FetchError> {
+        let key = (proxy.cloned(), connect_timeout);
+        let mut clients = self.inner.clients.lock().expect("not poisoned");
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .connect_timeout(connect_timeout);
+        builder = match proxy {
+            Some(url) => builder.proxy(
+                reqwest::Proxy::all(url.expose())
+                    .map_err(|e| FetchError::Transport(url.scrub(error_chain(&e))))?,
+            ),
+            // The environment's HTTP_PROXY must not silently reroute a watcher that asked for
+            // no proxy.
+            None => builder.no_proxy(),
+        };
+        let client = builder
             .build()
             .map_err(|e| FetchError::Transport(error_chain(&e)))?;
-        Ok(Fetcher { client })
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
-    pub async fn fetch(&self, req: &Request<'_>) -> Result<Page, FetchError> {
-        // One deadline for the whole exchange, body included: a server that trickles bytes
-        // must not hold a check open forever.
-        tokio::time::timeout(req.timeout, self.exchange(req))
-            .await
-            .unwrap_or(Err(FetchError::Timeout(req.timeout)))
+    /// Fetch a page: wait for the host's and a global slot, then try up to three times while
+    /// the failures look transient (connection refused or reset, 429, 502, 503, 504).
+    pub async fn fetch(&self, req: &Request<'_>) -> Result<Fetched, FetchError> {
+        let host = host_key(req.url);
+        let mut attempt = 1;
+        loop {
+            let (proxy, pool_index) = match &req.options.proxy {
+                Proxy::Direct => (None, None),
+                Proxy::One(url) => (Some(url.clone()), None),
+                Proxy::Pool(pool) => {
+                    let (index, url) = pool.pick();
+                    (Some(url), Some(index))
+                }
+            };
+            let result = {
+                let _pass = self.inner.gates.enter(&host, req.options.host).await;
+                // One deadline for the whole exchange, body included: a server that trickles
+                // bytes must not hold a check open forever.
+                // Boxed: a check waiting at the gates then costs a few hundred bytes, not the
+                // size of a whole exchange, which adds up over thousands of waiting checks.
+                let exchange = Box::pin(self.exchange(req, proxy.as_ref()));
+                tokio::time::timeout(req.timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| Err(Failure::fatal(FetchError::Timeout(req.timeout))))
+            };
+            if let (Proxy::Pool(pool), Some(index)) = (&req.options.proxy, pool_index) {
+                // A proxy that answered at all did its job, whatever the site said.
+                let proxy_failed = matches!(&result, Err(f) if matches!(f.error, FetchError::Transport(_) | FetchError::Timeout(_))
+                    || matches!(f.error, FetchError::Status(s) if s == StatusCode::PROXY_AUTHENTICATION_REQUIRED));
+                pool.report(index, !proxy_failed);
+            }
+            let failure = match result {
+                Ok(fetched) => return Ok(fetched),
+                Err(failure) => failure,
+            };
+            let wait = failure
+                .transient
+                .then(|| retry::delay(attempt, failure.retry_after))
+                .flatten();
+            let Some(wait) = wait else {
+                return Err(failure.error);
+            };
+            tracing::debug!(url = %req.url, attempt, error = %failure.error, wait = ?wait, "transient fetch failure; trying again");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 
-    async fn exchange(&self, req: &Request<'_>) -> Result<Page, FetchError> {
-        let mut response = self
-            .client
-            .get(req.url.clone())
+    async fn exchange(
+        &self,
+        req: &Request<'_>,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Fetched, Failure> {
+        let options = req.options;
+        let client = self
+            .client(proxy, options.connect_timeout)
+            .map_err(Failure::fatal)?;
+        let mut builder = client
+            .request(options.method.clone(), req.url.clone())
+            .headers(options.headers.clone());
+        if let Some(body) = &options.body {
+            builder = builder.body(body.clone());
+        }
+        if let Some(v) = req.validators {
+            if let Some(etag) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                builder = builder.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(date) = v
+                .last_modified
+                .as_deref()
+                .and_then(|d| HeaderValue::from_str(d).ok())
+            {
+                builder = builder.header(header::IF_MODIFIED_SINCE, date);
+            }
+        }
+        let mut response = builder
             .send()
             .await
-            .map_err(|e| FetchError::from_reqwest(e, req.timeout))?;
+            .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?;
         let status = response.status();
-        if !status.is_success() {
-            return Err(FetchError::Status(status));
+        if status == StatusCode::NOT_MODIFIED && req.validators.is_some() {
+            return Ok(Fetched::NotModified);
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > req.max_body)
-        {
-            return Err(FetchError::TooLarge(req.max_body));
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now()));
+            return Err(Failure {
+                error: FetchError::Status(status),
+                transient: retry::is_transient_status(status),
+                retry_after,
+            });
+        }
+        let declared = response.content_length();
+        if declared.is_some_and(|len| len > req.max_body) {
+            return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
         }
         let url = response.url().clone();
-        let mut body = Vec::new();
+        let headers = response.headers();
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validators = Validators {
+            etag: text(header::ETAG),
+            last_modified: text(header::LAST_MODIFIED),
+        };
+        let content_type = text(header::CONTENT_TYPE);
+        // Bodies are usually compressed, so the declared length says little about the decoded
+        // size; the cap is checked as each chunk arrives.
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(req.max_body) as usize);
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| FetchError::from_reqwest(e, req.timeout))?
+            .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?
         {
             if (body.len() + chunk.len()) as u64 > req.max_body {
-                return Err(FetchError::TooLarge(req.max_body));
+                return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Page {
+        Ok(Fetched::Page(Page {
             url,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+            body: decode::decode(body, content_type.as_deref()),
+            validators,
+        }))
     }
+}
+
+/// Politeness is per origin host and port, whatever proxy a request goes through.
+pub fn host_key(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
 }

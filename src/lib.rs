@@ -5,6 +5,7 @@
 //! `check`, `deliver` and `store`.
 
 pub mod admin;
+pub mod alert;
 pub mod check;
 pub mod commands;
 pub mod config;

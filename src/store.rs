@@ -12,7 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::extract::Values;
 
 /// sled's default cache is 1 GB; a daemon on a small VPS needs a fraction of that.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +48,21 @@ pub struct WatcherState {
     /// before notify rules existed, where the recorded values stand in.
     #[serde(default)]
     pub announced: Option<Values>,
+    /// A `watch.failing` event went out and no `watch.recovered` yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failing_sent: bool,
+    /// What the values were last extracted with (URL, request, fields): the validators and
+    /// body hash below only stand for those values while it is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The page's ETag and Last-Modified at its last full fetch, for conditional requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// SHA-256 (hex) of the last body the values came from: the same body is not parsed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<String>,
 }
 
 /// One event on its way to one webhook.
@@ -269,7 +284,7 @@ impl Store {
             self.trim_history(watcher, limit)?;
         }
         if !deliveries.is_empty() {
-            self.db.flush_async().await?;
+            self.flush().await?;
         }
         Ok(())
     }
@@ -572,7 +587,12 @@ impl Store {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // Not `flush_async`: several of those in flight at once can wait forever
+        // (spacejam/sled#1241), which a `once` over many changed pages hit.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .expect("a sled flush does not panic")?;
         Ok(())
     }
 }
@@ -843,6 +863,19 @@ mod tests {
         );
         assert_eq!(store.known_watchers().unwrap(), ["w", "w-2"]);
         store.probe_writable().await.unwrap();
+    }
+
+    #[test]
+    fn state_written_before_validators_and_alerts_existed_still_loads() {
+        let old = r#"{"values":{"price":"5"},"seq":3,"last_check":null,"last_success":null,"consecutive_failures":0,"last_error":null}"#;
+        let state: WatcherState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.seq, 3);
+        assert!(!state.failing_sent && state.etag.is_none() && state.body_hash.is_none());
+        let round_trip = serde_json::to_string(&state).unwrap();
+        assert!(
+            !round_trip.contains("etag"),
+            "empty new fields take no space: {round_trip}"
+        );
     }
 
     #[test]

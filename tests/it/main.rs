@@ -6,6 +6,7 @@ mod crash;
 mod daemon;
 mod delivery;
 mod demo;
+mod fetching;
 mod fixtures;
 mod pipeline;
 mod prices;
