@@ -418,15 +418,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{Environment, parse};
-
-    struct NoEnv;
-
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::parse;
+    use crate::config::testing::NoEnv;
 
     fn watcher(extra: &str) -> Watcher {
         let text = format!(

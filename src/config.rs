@@ -1231,8 +1231,36 @@ fn parse_byte_size(text: &str) -> Option<u64> {
     number.checked_mul(factor)
 }
 
+/// Helpers for tests that build configs from text.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Environment;
+
+    /// An environment with no variables set.
+    pub struct NoEnv;
+
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// `errs` holds exactly one error starting with each of `expect`.
+    pub fn assert_errors(errs: &[String], expect: &[&str]) {
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::assert_errors;
     use super::*;
     use std::collections::HashMap;
 
@@ -1373,14 +1401,7 @@ webhook = "b"
             "watchers.toml:27:8: duplicate watcher name `dup`",
             "watchers.toml:26:1: watcher has no `fields`",
         ];
-        for want in expect {
-            assert!(
-                errs.iter().any(|e| e.starts_with(want)),
-                "missing {want:?} in:\n{}",
-                errs.join("\n")
-            );
-        }
-        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+        assert_errors(&errs, &expect);
     }
 
     #[test]
@@ -1515,14 +1536,7 @@ fields.autoregex = {{ type = "price", regex = "(\\d+)" }}
             "watchers.toml:16:42: `attr` reads an attribute of the `css` match",
             "watchers.toml:17:46: `regex` refines a source's text",
         ];
-        for want in expect {
-            assert!(
-                errs.iter().any(|e| e.starts_with(want)),
-                "missing {want:?} in:\n{}",
-                errs.join("\n")
-            );
-        }
-        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+        assert_errors(&errs, &expect);
 
         let typo = errors(&format!(
             "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.p = {{ type = \"price\", notify = {{ below_ = 5 }} }}\n"

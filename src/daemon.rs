@@ -535,12 +535,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    struct NoEnv;
-    impl config::Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::testing::NoEnv;
 
     fn watchers(tables: &str) -> Vec<Arc<Watcher>> {
         let text = format!(

@@ -281,13 +281,7 @@ mod tests {
             url = "https://s.example/broken"
             fields.price = { css = ".price" }
         "#;
-        struct NoEnv;
-        impl crate::config::Environment for NoEnv {
-            fn var(&self, _: &str) -> Option<String> {
-                None
-            }
-        }
-        crate::config::parse(text, Path::new("w.toml"), &NoEnv)
+        crate::config::parse(text, Path::new("w.toml"), &crate::config::testing::NoEnv)
             .unwrap()
             .config
             .watchers

@@ -277,16 +277,9 @@ fn sensitive(text: &str) -> Option<HeaderValue> {
 mod tests {
     use std::path::Path;
 
-    use super::super::{ConfigError, Environment, Loaded, parse};
+    use super::super::testing::{NoEnv, assert_errors};
+    use super::super::{ConfigError, Loaded, parse};
     use super::*;
-
-    struct NoEnv;
-
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
 
     const HEAD: &str = "[webhooks.a]\nurl = \"https://a.example/hook\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
 
@@ -436,14 +429,7 @@ fields.p = { css = "p" }
             "watchers.toml:16:9: invalid proxy URL",
             "watchers.toml:17:21: `failure_threshold` must be between 1 and 1000000",
         ];
-        for want in expect {
-            assert!(
-                errs.iter().any(|e| e.starts_with(want)),
-                "missing {want:?} in:\n{}",
-                errs.join("\n")
-            );
-        }
-        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+        assert_errors(&errs, &expect);
         assert!(errs.iter().all(|e| !e.contains("secretpw")));
     }
 
