@@ -215,8 +215,9 @@ struct RawConfig {
     defaults: Option<Spanned<RawWatcher>>,
     #[serde(default)]
     webhooks: BTreeMap<Spanned<String>, Spanned<RawWebhook>>,
+    // Boxed, so the list grows by pointers, not by whole watchers: it matters at 10,000.
     #[serde(default)]
-    watchers: Vec<Spanned<RawWatcher>>,
+    watchers: Vec<Spanned<Box<RawWatcher>>>,
     proxies: Option<Spanned<http::RawProxies>>,
 }
 
@@ -270,7 +271,8 @@ struct RawWatcher {
     schedule: Option<Spanned<String>>,
     jitter: Option<Spanned<String>>,
     webhook: Option<Spanned<OneOrMany>>,
-    fields: Option<Spanned<BTreeMap<String, Spanned<RawField>>>>,
+    // Boxed: a map node holds eleven slots, and a watcher usually has one or two fields.
+    fields: Option<Spanned<BTreeMap<String, Spanned<Box<RawField>>>>>,
     timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<ByteSize>>,
     history_limit: Option<Spanned<i64>>,
@@ -499,7 +501,7 @@ impl Validator<'_> {
         let mut used = BTreeSet::new();
         for raw in raw.watchers {
             let span = raw.span();
-            let raw = raw.into_inner().or(&defaults);
+            let raw = (*raw.into_inner()).or(&defaults);
             if let Some(name) = &raw.name
                 && !seen.insert(name.get_ref().clone())
             {
@@ -925,7 +927,7 @@ impl Validator<'_> {
         Some(names)
     }
 
-    fn field(&mut self, name: &str, raw: &Spanned<RawField>) -> Option<(Field, FieldRules)> {
+    fn field(&mut self, name: &str, raw: &Spanned<Box<RawField>>) -> Option<(Field, FieldRules)> {
         let span = raw.span();
         let raw = raw.get_ref();
         if name.is_empty()
