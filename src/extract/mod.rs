@@ -3,6 +3,7 @@
 pub mod availability;
 mod css;
 pub mod currency;
+mod inert;
 pub mod json;
 pub mod jsonld;
 mod microdata;
@@ -160,7 +161,12 @@ pub fn extract(fields: &[Field], body: &str) -> Result<Values, ExtractError> {
 
 /// As `extract`, also saying where each value was found.
 pub fn extract_explained(fields: &[Field], body: &str) -> Result<Extraction, ExtractError> {
-    let page = Page::new(body);
+    // A selector naming scripts or styles reads what stripping would remove.
+    let reads_inert = fields.iter().any(|f| {
+        matches!(&f.source, Source::Css { css, .. }
+            if css.to_ascii_lowercase().contains("script") || css.to_ascii_lowercase().contains("style"))
+    });
+    let page = Page::new(body, !reads_inert);
     let mut values = Values::new();
     let mut origins = BTreeMap::new();
     let mut failures = Vec::new();
@@ -186,15 +192,18 @@ pub fn extract_explained(fields: &[Field], body: &str) -> Result<Extraction, Ext
 /// A body, parsed at most once per form the fields need.
 struct Page<'b> {
     body: &'b str,
+    /// Parse the HTML without script and style contents.
+    strip_inert: bool,
     html: OnceCell<Html>,
     graph: OnceCell<jsonld::Graph>,
     json: OnceCell<Result<Value, FieldError>>,
 }
 
 impl<'b> Page<'b> {
-    fn new(body: &'b str) -> Self {
+    fn new(body: &'b str, strip_inert: bool) -> Self {
         Page {
             body,
+            strip_inert,
             html: OnceCell::new(),
             graph: OnceCell::new(),
             json: OnceCell::new(),
@@ -202,7 +211,10 @@ impl<'b> Page<'b> {
     }
 
     fn html(&self) -> &Html {
-        self.html.get_or_init(|| Html::parse_document(self.body))
+        self.html.get_or_init(|| match self.strip_inert {
+            true => Html::parse_document(&inert::strip(self.body)),
+            false => Html::parse_document(self.body),
+        })
     }
 
     fn graph(&self) -> &jsonld::Graph {
@@ -449,6 +461,16 @@ mod tests {
             required: true,
             currency: None,
         }
+    }
+
+    #[test]
+    fn text_leaves_out_scripts_unless_a_selector_names_them() {
+        let page = r#"<div class="buy">$5<script>track("view")</script><style>p{}</style></div>
+            <script id="data">{"stock": 3}</script>"#;
+        let values = extract(&[css_field("buy", "div.buy")], page).unwrap();
+        assert_eq!(values["buy"], "$5");
+        let values = extract(&[css_field("data", "script#data")], page).unwrap();
+        assert_eq!(values["data"], r#"{"stock": 3}"#);
     }
 
     const PAGE: &str = r#"<html><head><meta property="og:title" content="Widget Pro"></head>
