@@ -22,9 +22,8 @@ use crate::deliver::{Deliverer, Tally};
 use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
 use crate::receive::{self, describe};
-use crate::report::{Deliveries, Replayed};
 use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
-use crate::status;
+use crate::status::{self, Deliveries, Replayed};
 use crate::store::{Store, StoreError};
 use crate::{daemon, demo};
 

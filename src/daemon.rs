@@ -23,8 +23,7 @@ use crate::config::{self, Config, Watcher};
 use crate::control::{self, Request};
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
-use crate::report::{Deliveries, Replayed};
-use crate::status;
+use crate::status::{self, Deliveries, Replayed};
 use crate::store::{Store, StoreError};
 
 /// How long in-flight checks and deliveries get to finish after SIGTERM.

@@ -20,7 +20,6 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod receive;
-pub mod report;
 pub mod schedule;
 pub mod sign;
 pub mod status;
