@@ -55,7 +55,7 @@ pub struct Config {
 }
 
 /// One receiving endpoint.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     pub name: String,
     pub url: Url,

@@ -241,7 +241,7 @@ async fn reload(
         warn!(problem = %warning.as_warning(), "config warning");
     }
     let mut new = loaded.config;
-    // Both are bound at start-up: the store is open and the port is listening.
+    // Bound at start-up: the store is open, the port is listening, the fetcher is built.
     if new.state_dir != current.state_dir {
         warn!(state_dir = %new.state_dir.display(), "state_dir changed; it takes effect at the next restart");
         new.state_dir = current.state_dir.clone();
@@ -249,6 +249,10 @@ async fn reload(
     if new.admin_listen != current.admin_listen {
         warn!("admin_listen changed; it takes effect at the next restart");
         new.admin_listen = current.admin_listen;
+    }
+    if new.max_concurrency != current.max_concurrency {
+        warn!("max_concurrency changed; it takes effect at the next restart");
+        new.max_concurrency = current.max_concurrency;
     }
     deliverer.set_webhooks(new.webhooks.clone());
     if reloads.send(new.watchers.clone()).await.is_err() {

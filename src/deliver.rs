@@ -220,8 +220,9 @@ impl Deliverer {
         loop {
             let webhooks = config.borrow_and_update().clone();
             self.warn_of_orphans(&webhooks);
+            // A reload reads every webhook afresh; only a changed one needs a new lane.
             lanes.retain(|name, (hook, stop)| {
-                let keep = webhooks.get(name).is_some_and(|new| Arc::ptr_eq(new, hook));
+                let keep = webhooks.get(name).is_some_and(|new| **new == **hook);
                 if !keep {
                     stop.cancel();
                 }

@@ -33,7 +33,7 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// A signing secret's key bytes. Debug and Display are redacted so a secret
 /// can sit in config structs that get logged.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {
