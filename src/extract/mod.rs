@@ -3,9 +3,10 @@
 pub mod availability;
 mod css;
 pub mod currency;
-mod inert;
+mod dom;
 pub mod json;
 pub mod jsonld;
+mod markup;
 mod microdata;
 mod number;
 pub mod price;
@@ -13,13 +14,23 @@ pub mod price;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 
 use regex::Regex;
 use rust_decimal::Decimal;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
+pub use self::dom::PageError;
 use self::price::Price;
+
+/// The largest value a field records by default, in bytes of its text: 16 KiB.
+///
+/// A price is a dozen bytes, a headline a hundred, a product description a few thousand; a
+/// value past this is nearly always a selector that matched a whole container or a script.
+/// It bounds what one change costs: a webhook carries a value up to three times (old, new and
+/// the values), and history keeps it once per change.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 16 * 1024;
 
 /// The values of one successful extraction, by field name, in the JSON form they take in
 /// payloads and state: text is a string, a number is a decimal string (never a float), a
@@ -72,6 +83,8 @@ pub struct Field {
     pub required: bool,
     /// The currency a price with only an ambiguous symbol ("$", "kr") or none is read in.
     pub currency: Option<&'static str>,
+    /// The most bytes the value may take (`max_value_size`); a larger one fails the field.
+    pub max_size: usize,
 }
 
 /// Where a value was found, so a user can trust or correct an automatic source.
@@ -131,12 +144,47 @@ pub enum FieldError {
         "no availability in the page's JSON-LD, microdata or product meta tags; set `css` to read it from the page"
     )]
     NoStructuredAvailability,
+    #[error(
+        "the value is {} ({size} bytes), over the field's {} limit (max_value_size): narrow the selector, add a regex or raise max_value_size",
+        size_label(*.size as u64),
+        size_label(*.limit as u64)
+    )]
+    TooLarge { size: usize, limit: usize },
 }
 
-/// Every field that failed in one extraction, so a user fixes them all in one go.
+/// A byte count as people read it: "16 KiB", "4.0 MiB", "312 bytes".
+fn size_label(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= MIB => format!("{:.1} MiB", b as f64 / MIB as f64),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b if b >= KIB => format!("{:.1} KiB", b as f64 / KIB as f64),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Why an extraction failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", describe(.0))]
-pub struct ExtractError(pub Vec<(String, FieldError)>);
+pub enum ExtractError {
+    /// The page could not be parsed at all.
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// Every field that failed, so a user fixes them all in one go.
+    #[error("{}", describe(.0))]
+    Fields(Vec<(String, FieldError)>),
+}
+
+impl ExtractError {
+    /// The fields that failed, none when the page itself could not be read.
+    pub fn fields(&self) -> &[(String, FieldError)] {
+        match self {
+            ExtractError::Page(_) => &[],
+            ExtractError::Fields(failures) => failures,
+        }
+    }
+}
 
 fn describe(failures: &[(String, FieldError)]) -> String {
     let parts: Vec<String> = failures
@@ -161,22 +209,47 @@ pub fn extract(fields: &[Field], body: &str) -> Result<Values, ExtractError> {
 
 /// As `extract`, also saying where each value was found.
 pub fn extract_explained(fields: &[Field], body: &str) -> Result<Extraction, ExtractError> {
+    extract_until(fields, body, &AtomicBool::new(false))
+}
+
+/// As `extract_explained`, giving up (`PageError::Stopped`) soon after `stop` is set, so a
+/// check that ran out of time does not keep a thread parsing.
+pub fn extract_until(
+    fields: &[Field],
+    body: &str,
+    stop: &AtomicBool,
+) -> Result<Extraction, ExtractError> {
+    // Only `json` fields read the body without parsing it as HTML.
+    let needs_html = fields
+        .iter()
+        .any(|f| !matches!(f.source, Source::Json { .. }));
     // A selector naming scripts or styles reads what stripping would remove.
     let reads_inert = fields.iter().any(|f| {
         matches!(&f.source, Source::Css { css, .. }
             if css.to_ascii_lowercase().contains("script") || css.to_ascii_lowercase().contains("style"))
     });
-    let page = Page::new(body, !reads_inert);
+    let html = match needs_html {
+        true => Some(dom::parse(body, !reads_inert, stop)?),
+        false => None,
+    };
+    let page = Page {
+        body,
+        html,
+        graph: OnceCell::new(),
+        json: OnceCell::new(),
+    };
     let mut values = Values::new();
     let mut origins = BTreeMap::new();
     let mut failures = Vec::new();
     for field in fields {
-        match extract_field(field, &page) {
+        match extract_field(field, &page).and_then(|found| within_size(field, found)) {
             Ok((value, origin)) => {
                 values.insert(field.name.clone(), value);
                 origins.insert(field.name.clone(), origin);
             }
-            Err(_) if !field.required => {
+            // An optional field that yields nothing is null; one that yields too much is not
+            // nothing, and null in its place would read as a change.
+            Err(err) if !field.required && !matches!(err, FieldError::TooLarge { .. }) => {
                 values.insert(field.name.clone(), Value::Null);
             }
             Err(err) => failures.push((field.name.clone(), err)),
@@ -185,36 +258,39 @@ pub fn extract_explained(fields: &[Field], body: &str) -> Result<Extraction, Ext
     if failures.is_empty() {
         Ok(Extraction { values, origins })
     } else {
-        Err(ExtractError(failures))
+        Err(ExtractError::Fields(failures))
     }
 }
 
-/// A body, parsed at most once per form the fields need.
+/// The value, unless it is larger than the field's `max_value_size`.
+fn within_size(field: &Field, found: (Value, Origin)) -> Result<(Value, Origin), FieldError> {
+    let size = match &found.0 {
+        Value::String(text) => text.len(),
+        other => other.to_string().len(),
+    };
+    if size > field.max_size {
+        return Err(FieldError::TooLarge {
+            size,
+            limit: field.max_size,
+        });
+    }
+    Ok(found)
+}
+
+/// A body, and the forms of it the fields need, each made at most once.
 struct Page<'b> {
     body: &'b str,
-    /// Parse the HTML without script and style contents.
-    strip_inert: bool,
-    html: OnceCell<Html>,
+    /// Parsed when any field reads HTML.
+    html: Option<Html>,
     graph: OnceCell<jsonld::Graph>,
     json: OnceCell<Result<Value, FieldError>>,
 }
 
-impl<'b> Page<'b> {
-    fn new(body: &'b str, strip_inert: bool) -> Self {
-        Page {
-            body,
-            strip_inert,
-            html: OnceCell::new(),
-            graph: OnceCell::new(),
-            json: OnceCell::new(),
-        }
-    }
-
+impl Page<'_> {
     fn html(&self) -> &Html {
-        self.html.get_or_init(|| match self.strip_inert {
-            true => Html::parse_document(&inert::strip(self.body)),
-            false => Html::parse_document(self.body),
-        })
+        self.html
+            .as_ref()
+            .expect("parsed whenever a field reads HTML")
     }
 
     fn graph(&self) -> &jsonld::Graph {
@@ -460,6 +536,7 @@ mod tests {
             kind: FieldKind::Text,
             required: true,
             currency: None,
+            max_size: DEFAULT_MAX_VALUE_SIZE,
         }
     }
 
@@ -504,7 +581,7 @@ mod tests {
         };
         *attr = Some("content".into());
         let err = extract(&[missing], PAGE).unwrap_err();
-        assert!(matches!(err.0[0].1, FieldError::NoAttribute { .. }));
+        assert!(matches!(err.fields()[0].1, FieldError::NoAttribute { .. }));
     }
 
     #[test]
@@ -527,7 +604,7 @@ mod tests {
         let mut word = css_field("word", "h1");
         word.kind = FieldKind::Number;
         let err = extract(&[css_field("gone", ".nope"), word], PAGE).unwrap_err();
-        assert_eq!(err.0.len(), 2);
+        assert_eq!(err.fields().len(), 2);
         assert_eq!(
             err.to_string(),
             "field `gone`: selector `.nope` matched nothing; field `word`: no number in \"Widget Pro\""
@@ -555,6 +632,7 @@ mod source_tests {
             kind,
             required: true,
             currency: None,
+            max_size: DEFAULT_MAX_VALUE_SIZE,
         }
     }
 
@@ -650,7 +728,7 @@ mod source_tests {
         assert_eq!(found.origins["price"], Origin::Meta);
 
         let none = extract(&auto, "<p>$5</p>").unwrap_err();
-        assert_eq!(none.0[0].1, FieldError::NoStructuredPrice);
+        assert_eq!(none.fields()[0].1, FieldError::NoStructuredPrice);
     }
 
     #[test]
@@ -664,7 +742,7 @@ mod source_tests {
         );
         let text = r#"<span class="price">Call us</span>"#;
         let err = extract(&[field("price", css(".price"), FieldKind::Price)], text).unwrap_err();
-        assert_eq!(err.0[0].1, FieldError::NoPrice("Call us".into()));
+        assert_eq!(err.fields()[0].1, FieldError::NoPrice("Call us".into()));
     }
 
     #[test]
@@ -690,11 +768,17 @@ mod source_tests {
             field("data", json_at("/data"), FieldKind::Text),
         ];
         let err = extract(&missing, body).unwrap_err();
-        assert_eq!(err.0[0].1, FieldError::PointerNoMatch("/data/gone".into()));
-        assert_eq!(err.0[1].1, FieldError::Null("/data/list".into()));
-        assert_eq!(err.0[2].1, FieldError::NotScalar("/data".into()));
+        assert_eq!(
+            err.fields()[0].1,
+            FieldError::PointerNoMatch("/data/gone".into())
+        );
+        assert_eq!(err.fields()[1].1, FieldError::Null("/data/list".into()));
+        assert_eq!(err.fields()[2].1, FieldError::NotScalar("/data".into()));
         let html = extract(&missing[..1], "<html></html>").unwrap_err();
-        assert!(matches!(html.0[0].1, FieldError::NotJson(_)), "{html}");
+        assert!(
+            matches!(html.fields()[0].1, FieldError::NotJson(_)),
+            "{html}"
+        );
     }
 
     #[test]
@@ -706,7 +790,10 @@ mod source_tests {
             "LimitedAvailability"
         );
         let err = extract(&[field("x", css(".x"), FieldKind::Availability)], page).unwrap_err();
-        assert_eq!(err.0[0].1, FieldError::NoAvailability("Widget".into()));
+        assert_eq!(
+            err.fields()[0].1,
+            FieldError::NoAvailability("Widget".into())
+        );
     }
 
     /// Bad input gives a clear per-field error or value, never a panic.
@@ -721,7 +808,10 @@ mod source_tests {
         // Empty body: every field says what it missed.
         let err = extract(&fields, "").unwrap_err();
         assert_eq!(
-            err.0.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            err.fields()
+                .iter()
+                .map(|(_, e)| e.clone())
+                .collect::<Vec<_>>(),
             [
                 FieldError::NoStructuredPrice,
                 FieldError::NoProduct,
@@ -733,7 +823,7 @@ mod source_tests {
         // Malformed JSON-LD: unreadable blocks are skipped, not guessed at.
         let malformed = ld(r#"{"@type": "Product", "offers": {"price": "12.00",,}"#);
         let err = extract(&fields[..2], &malformed).unwrap_err();
-        assert_eq!(err.0[0].1, FieldError::NoStructuredPrice);
+        assert_eq!(err.fields()[0].1, FieldError::NoStructuredPrice);
 
         // A 10 MB single-line script next to the product.
         let huge = format!(
@@ -743,8 +833,8 @@ mod source_tests {
             "9".repeat(1 << 20),
         );
         let err = extract(&fields[..3], &huge).unwrap_err();
-        assert_eq!(err.0.len(), 1, "{err}");
-        let FieldError::NoPrice(preview) = &err.0[0].1 else {
+        assert_eq!(err.fields().len(), 1, "{err}");
+        let FieldError::NoPrice(preview) = &err.fields()[0].1 else {
             panic!("{err}")
         };
         assert!(preview.chars().count() <= 201, "messages stay short");
@@ -765,7 +855,7 @@ mod source_tests {
         );
         let cut = big.replace(r#""offers""#, r#""offers"::"#);
         assert_eq!(
-            extract(&fields[..1], &cut).unwrap_err().0[0].1,
+            extract(&fields[..1], &cut).unwrap_err().fields()[0].1,
             FieldError::NoStructuredPrice
         );
 
@@ -791,7 +881,7 @@ mod source_tests {
         assert_eq!(values["css"]["amount"], "1299.00");
         let garbled = "<span class=price>\u{fffd}\u{fffd}\u{fffd}</span>";
         assert!(matches!(
-            extract(&fields[2..3], garbled).unwrap_err().0[0].1,
+            extract(&fields[2..3], garbled).unwrap_err().fields()[0].1,
             FieldError::NoPrice(_)
         ));
     }
