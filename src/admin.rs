@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +78,8 @@ pub struct AdminState {
     pub health: Health,
     /// The running watchers, replaced on reload.
     pub watchers: Arc<RwLock<Vec<Arc<Watcher>>>>,
+    /// When the daemon started: watchers it has not checked yet have been due since then.
+    pub started: DateTime<Utc>,
 }
 
 /// The /healthz body: each part "ok" or what is wrong with it.
@@ -143,11 +145,8 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
-    let names: Vec<String> = {
-        let watchers = state.watchers.read().expect("live watchers");
-        watchers.iter().map(|w| w.name.clone()).collect()
-    };
-    let (text, err) = metrics::scrape(&state.store, &names, Utc::now());
+    let watchers = state.watchers.read().expect("live watchers").clone();
+    let (text, err) = metrics::scrape(&state.store, &watchers, Utc::now(), state.started);
     if let Some(err) = err {
         // The counters are still worth serving; the store gauges keep their last values.
         error!(error = %err, "cannot read the store for /metrics");

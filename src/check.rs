@@ -1,20 +1,22 @@
 //! One watcher, once: fetch -> extract -> diff -> commit. Shared by `run`, `once` and `test`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::alert;
 use crate::config::Watcher;
 use crate::diff::{Diff, Event, evaluate};
-use crate::extract::{ExtractError, Extraction, Values, extract_explained};
+use crate::extract::{ExtractError, Extraction, Values, extract_until};
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::store::{Delivery, HistoryEntry, Store, StoreError};
@@ -25,6 +27,12 @@ pub enum CheckError {
     Fetch(#[from] FetchError),
     #[error("extraction failed: {0}")]
     Extract(#[from] ExtractError),
+    /// The watcher's `timeout` ran out after the fetch.
+    #[error("timed out after {} {doing}", humantime::format_duration(*after))]
+    Timeout {
+        after: Duration,
+        doing: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -46,6 +54,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The check never got a slot to fetch in: it has not been served, and keeps its place.
+    pub fn got_no_slot(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed(CheckError::Fetch(FetchError::Busy(_)))
+        )
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Baseline => "baseline",
@@ -93,26 +109,32 @@ impl Checks {
 
 /// Check each of `watchers` once and commit as each finishes. Each host gets as many tasks as
 /// its `per_host_concurrency`, each taking the host's next watcher when it is done with one:
-/// thousands of watchers on one shop cost a few tasks, and checks run on every core.
+/// thousands of watchers on one shop cost a few tasks, and checks run on every core. A host's
+/// watchers go in the order they fell due (the longest waiting first, config order among
+/// equals), and each one's `timeout` starts when its task takes it.
 pub async fn check_all(watchers: &[Arc<Watcher>], fetcher: &Fetcher, store: &Store) -> Checks {
-    let mut hosts: HashMap<String, Vec<Arc<Watcher>>> = HashMap::new();
+    let now = Utc::now();
+    // Each host's watchers, with when each fell due.
+    let mut hosts: HashMap<String, Vec<Due>> = HashMap::new();
     for watcher in watchers {
+        let due = due_since(watcher, store, now);
         hosts
             .entry(host_key(&watcher.url))
             .or_default()
-            .push(watcher.clone());
+            .push((due, watcher.clone()));
     }
     let mut lanes = tokio::task::JoinSet::new();
-    for queue in hosts.into_values() {
-        let width = queue[0].http.host.concurrency.clamp(1, queue.len());
+    for mut queue in hosts.into_values() {
+        queue.sort_by_key(|(due, _)| *due);
+        let width = queue[0].1.http.host.concurrency.clamp(1, queue.len());
         let (queue, next) = (Arc::new(queue), Arc::new(AtomicUsize::new(0)));
         for _ in 0..width {
             let (queue, next) = (queue.clone(), next.clone());
             let (fetcher, store) = (fetcher.clone(), store.clone());
             lanes.spawn(async move {
                 let mut checks = Checks::default();
-                while let Some(watcher) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    checks.count(&check(watcher, &fetcher, &store).await);
+                while let Some((due, watcher)) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    checks.count(&check(watcher, &fetcher, &store, *due).await);
                 }
                 checks
             });
@@ -129,32 +151,104 @@ pub async fn check_all(watchers: &[Arc<Watcher>], fetcher: &Fetcher, store: &Sto
     checks
 }
 
+type Due = (DateTime<Utc>, Arc<Watcher>);
+
+/// When `watcher` fell due: the first slot after its last check, or long ago if it never ran.
+fn due_since(watcher: &Watcher, store: &Store, now: DateTime<Utc>) -> DateTime<Utc> {
+    match store.watcher_state(&watcher.name).map(|s| s.last_check) {
+        Ok(Some(last)) => watcher.schedule.next_after(last, watcher.offset).min(now),
+        _ => DateTime::<Utc>::MIN_UTC,
+    }
+}
+
 /// Fetch and extract without touching state: what `test` shows.
-pub async fn probe(watcher: &Watcher, fetcher: &Fetcher) -> Result<Values, CheckError> {
+pub async fn probe(watcher: &Arc<Watcher>, fetcher: &Fetcher) -> Result<Values, CheckError> {
     Ok(probe_explained(watcher, fetcher).await?.values)
 }
 
 /// As `probe`, also saying where each value was found.
 pub async fn probe_explained(
-    watcher: &Watcher,
+    watcher: &Arc<Watcher>,
     fetcher: &Fetcher,
 ) -> Result<Extraction, CheckError> {
-    match fetcher.fetch(&request(watcher, None)).await? {
+    let deadline = Instant::now() + watcher.timeout;
+    match fetcher
+        .fetch(&request(watcher, None, Utc::now(), deadline))
+        .await?
+    {
         Fetched::Page(page) => {
             metrics::bytes_fetched(&watcher.name, page.body.len());
-            Ok(extract_explained(&watcher.fields, &page.body)?)
+            read(watcher, page.body, deadline).await
         }
         // Only an answer to validators we did not send: the server is confused.
         Fetched::NotModified => Err(FetchError::Status(reqwest::StatusCode::NOT_MODIFIED).into()),
     }
 }
-fn request<'a>(watcher: &'a Watcher, validators: Option<&'a Validators>) -> Request<'a> {
+
+fn request<'a>(
+    watcher: &'a Watcher,
+    validators: Option<&'a Validators>,
+    due: DateTime<Utc>,
+    deadline: Instant,
+) -> Request<'a> {
     Request {
         url: &watcher.url,
         timeout: watcher.timeout,
+        deadline,
+        due,
         max_body: watcher.max_body,
         options: &watcher.http,
         validators,
+    }
+}
+
+/// Pages parsed at once: one per core. Parsing and extraction are the CPU-heavy part of a
+/// check, so they run on blocking threads, never on the async workers that run the scheduler,
+/// the control socket and /healthz, and no more at once than there are cores, so that huge
+/// pages queue behind each other instead of crowding out everything else. Process-wide, as the
+/// cores are.
+static PARSERS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores))
+});
+
+/// Sets the flag when dropped: a parse whose check has given up (timed out, or cancelled at
+/// shutdown) stops at its next piece instead of running on.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Parse `body` and extract the watcher's fields on a parser thread, by `deadline`.
+async fn read(
+    watcher: &Arc<Watcher>,
+    body: String,
+    deadline: Instant,
+) -> Result<Extraction, CheckError> {
+    let timed_out = |doing| CheckError::Timeout {
+        after: watcher.timeout,
+        doing,
+    };
+    let slot = tokio::time::timeout_at(deadline, PARSERS.clone().acquire_owned())
+        .await
+        .map_err(|_| timed_out("waiting for a free parser (one per core)"))?
+        .expect("the parser semaphore is never closed");
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
+    let job = tokio::task::spawn_blocking({
+        let watcher = watcher.clone();
+        move || {
+            let _slot = slot;
+            extract_until(&watcher.fields, &body, &stop)
+        }
+    });
+    match tokio::time::timeout_at(deadline, job).await {
+        Ok(Ok(extracted)) => Ok(extracted?),
+        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(timed_out("parsing the page")),
     }
 }
 
@@ -206,11 +300,18 @@ fn deliveries_for(
         .collect()
 }
 
-/// Check a watcher and commit what it found: new values and, on a change, one event per
-/// target webhook in the same transaction. A failed check changes no values.
-pub async fn check(watcher: &Watcher, fetcher: &Fetcher, store: &Store) -> Outcome {
+/// Check a watcher that fell due at `due` and commit what it found: new values and, on a
+/// change, one event per target webhook in the same transaction. A failed check changes no
+/// values. The watcher's `timeout` bounds the fetch (waiting for a slot included) and the
+/// parse together.
+pub async fn check(
+    watcher: &Arc<Watcher>,
+    fetcher: &Fetcher,
+    store: &Store,
+    due: DateTime<Utc>,
+) -> Outcome {
     let started = Instant::now();
-    let outcome = match check_and_commit(watcher, fetcher, store).await {
+    let outcome = match check_and_commit(watcher, fetcher, store, due).await {
         Ok(outcome) => outcome,
         Err(CheckError::Store(err)) => Outcome::Failed(CheckError::Store(err)),
         Err(err) => match record_failure(watcher, store, &err).await {
@@ -227,10 +328,12 @@ pub async fn check(watcher: &Watcher, fetcher: &Fetcher, store: &Store) -> Outco
 }
 
 async fn check_and_commit(
-    watcher: &Watcher,
+    watcher: &Arc<Watcher>,
     fetcher: &Fetcher,
     store: &Store,
+    due: DateTime<Utc>,
 ) -> Result<Outcome, CheckError> {
+    let deadline = Instant::now() + watcher.timeout;
     let mut state = store.watcher_state(&watcher.name)?;
     let fingerprint = fingerprint(watcher);
     let current = state.values.is_some() && state.fingerprint.as_ref() == Some(&fingerprint);
@@ -240,8 +343,9 @@ async fn check_and_commit(
     };
     // Conditional requests are defined for GET; other methods are compared by body hash.
     let conditional = current && watcher.http.method == Method::GET && !validators.is_empty();
+    let validators = conditional.then_some(&validators);
     let fetched = fetcher
-        .fetch(&request(watcher, conditional.then_some(&validators)))
+        .fetch(&request(watcher, validators, due, deadline))
         .await?;
     // None: the page is the one the stored values came from, so it is not parsed again.
     let fresh = match fetched {
@@ -254,7 +358,7 @@ async fn check_and_commit(
             if current && state.body_hash.as_ref() == Some(&hash) {
                 None
             } else {
-                let values = extract_explained(&watcher.fields, &page.body)?.values;
+                let values = read(watcher, page.body, deadline).await?.values;
                 state.body_hash = Some(hash);
                 state.fingerprint = Some(fingerprint);
                 Some(values)

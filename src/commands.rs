@@ -385,7 +385,7 @@ pub async fn status(path: &Path, as_json: bool) -> ExitCode {
     };
     let watchers = config.watchers.clone();
     let report = via_daemon_or_store(&config.state_dir, Request::Status, |store| async move {
-        Ok(status::status(&store, &watchers, Utc::now())?)
+        Ok(status::status(&store, &watchers, Utc::now(), None)?)
     });
     match report.await {
         Ok(report) if as_json => {

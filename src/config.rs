@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::extract::{Field, FieldKind, Source, currency};
+use crate::extract::{DEFAULT_MAX_VALUE_SIZE, Field, FieldKind, Source, currency};
 use crate::fetch::HttpOptions;
 use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
@@ -275,6 +275,8 @@ struct RawWatcher {
     fields: Option<Spanned<BTreeMap<String, Spanned<Box<RawField>>>>>,
     timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<ByteSize>>,
+    /// The default for the watcher's fields.
+    max_value_size: Option<Spanned<ByteSize>>,
     history_limit: Option<Spanned<i64>>,
     notify: Option<Spanned<RawRule>>,
     currency: Option<Spanned<String>>,
@@ -302,6 +304,7 @@ impl RawWatcher {
             fields: self.fields.or(d.fields),
             timeout: self.timeout.or(d.timeout),
             max_body_size: self.max_body_size.or(d.max_body_size),
+            max_value_size: self.max_value_size.or(d.max_value_size),
             history_limit: self.history_limit.or(d.history_limit),
             notify: self.notify.or(d.notify),
             currency: self.currency.or(d.currency),
@@ -331,6 +334,7 @@ struct RawField {
     currency: Option<Spanned<String>>,
     notify: Option<Spanned<RawFieldNotify>>,
     regex: Option<Spanned<String>>,
+    max_value_size: Option<Spanned<ByteSize>>,
     #[serde(rename = "type", default)]
     kind: RawKind,
     #[serde(default = "yes")]
@@ -803,12 +807,13 @@ impl Validator<'_> {
         let http = self.http_options(&raw, pool);
         let failure_threshold = self.failure_threshold(raw.failure_threshold.as_ref());
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
+        let max_value_size = self.value_size(raw.max_value_size.as_ref(), DEFAULT_MAX_VALUE_SIZE);
         let fields = match &raw.fields {
             Some(fields) if !fields.get_ref().is_empty() => {
                 let compiled: Vec<(Field, FieldRules)> = fields
                     .get_ref()
                     .iter()
-                    .filter_map(|(n, f)| self.field(n, f))
+                    .filter_map(|(n, f)| self.field(n, f, max_value_size))
                     .collect();
                 (compiled.len() == fields.get_ref().len()).then_some(compiled)
             }
@@ -927,7 +932,20 @@ impl Validator<'_> {
         Some(names)
     }
 
-    fn field(&mut self, name: &str, raw: &Spanned<Box<RawField>>) -> Option<(Field, FieldRules)> {
+    /// A `max_value_size`, or `default` when it is absent or invalid (and reported).
+    fn value_size(&mut self, raw: Option<&Spanned<ByteSize>>, default: usize) -> usize {
+        raw.and_then(|size| self.byte_size(size))
+            .map_or(default, |bytes| {
+                usize::try_from(bytes).unwrap_or(usize::MAX)
+            })
+    }
+
+    fn field(
+        &mut self,
+        name: &str,
+        raw: &Spanned<Box<RawField>>,
+        max_value_size: usize,
+    ) -> Option<(Field, FieldRules)> {
         let span = raw.span();
         let raw = raw.get_ref();
         if name.is_empty()
@@ -998,6 +1016,7 @@ impl Validator<'_> {
             kind,
             required: raw.required,
             currency,
+            max_size: self.value_size(raw.max_value_size.as_ref(), max_value_size),
         };
         let rules = FieldRules {
             numeric: kind.is_numeric(),

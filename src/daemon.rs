@@ -35,6 +35,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 /// Run the daemon until `shutdown` is cancelled, then drain and flush. `path` is the config
 /// file, read again on SIGHUP.
 pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = Utc::now();
     let store = Store::open(&config.state_dir)?;
     let fetcher = Fetcher::with_concurrency(config.max_concurrency)
         .context("cannot build the HTTP client")?;
@@ -55,6 +56,7 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
                 store: store.clone(),
                 health: health.clone(),
                 watchers: live.clone(),
+                started,
             };
             Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
         }
@@ -80,6 +82,7 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
         fetcher: fetcher.clone(),
         store: store.clone(),
         deliverer: deliverer.clone(),
+        started,
     };
     let control_socket = tokio::spawn({
         let stop = stop.clone();
@@ -128,13 +131,13 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             }
             _ = hangups.recv() => {
                 rejected = reload(&path, &mut current, &deliverer, &reloads, &live).await.err();
-                report_status(&store, &current.watchers, rejected.as_deref());
+                report_status(&store, &current.watchers, rejected.as_deref(), started);
             }
             _ = tick.tick() => {
                 if watchdog.is_some() {
                     notify(&[NotifyState::Watchdog]);
                 }
-                report_status(&store, &current.watchers, rejected.as_deref());
+                report_status(&store, &current.watchers, rejected.as_deref(), started);
             }
         }
     }
@@ -189,11 +192,16 @@ fn notify(state: &[NotifyState]) {
 }
 
 /// Tell systemd what `systemctl status` should show under the unit.
-fn report_status(store: &Store, watchers: &[Arc<Watcher>], rejected: Option<&str>) {
+fn report_status(
+    store: &Store,
+    watchers: &[Arc<Watcher>],
+    rejected: Option<&str>,
+    started: DateTime<Utc>,
+) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    match status::status(store, watchers, Utc::now()) {
+    match status::status(store, watchers, Utc::now(), Some(started)) {
         Ok(report) => {
             let mut line = report.summary();
             if let Some(rejected) = rejected {
@@ -306,6 +314,9 @@ struct Scheduler {
     /// Due times, earliest first; `next` says where each watcher sits in it.
     queue: BTreeSet<(DateTime<Utc>, String)>,
     next: HashMap<String, DateTime<Utc>>,
+    /// Watchers whose last check got no slot to fetch in, by the slot they have been waiting
+    /// since: their next check keeps that place in the host's line.
+    waiting: HashMap<String, DateTime<Utc>>,
     fetcher: Fetcher,
     store: Store,
     deliverer: Deliverer,
@@ -317,6 +328,7 @@ impl Scheduler {
             watchers: BTreeMap::new(),
             queue: BTreeSet::new(),
             next: HashMap::new(),
+            waiting: HashMap::new(),
             fetcher,
             store,
             deliverer,
@@ -345,6 +357,7 @@ impl Scheduler {
         let plan = plan(&self.watchers, &watchers);
         for name in &plan.removed {
             self.watchers.remove(name);
+            self.waiting.remove(name);
             if let Some(at) = self.next.remove(name) {
                 self.queue.remove(&(at, name.clone()));
             }
@@ -391,7 +404,11 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 Some(watchers) = reloads.recv() => self.apply(watchers, Utc::now())?,
                 Some(done) = checks.join_next(), if !checks.is_empty() => {
-                    running.remove(&done.context("a check panicked")?);
+                    let (name, served) = done.context("a check panicked")?;
+                    running.remove(&name);
+                    if served {
+                        self.waiting.remove(&name);
+                    }
                 }
                 _ = tokio::time::sleep(wait) => {
                     let now = Utc::now();
@@ -405,7 +422,8 @@ impl Scheduler {
                             debug!(watcher = name.as_str(), "previous check still running; slot skipped");
                             continue;
                         }
-                        checks.spawn(self.check_task(watcher));
+                        let due = *self.waiting.entry(name).or_insert(at);
+                        checks.spawn(self.check_task(watcher, due));
                     }
                 }
             }
@@ -423,9 +441,14 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A due check. It waits inside the fetcher for its host's and a global slot, so one
-    /// slow host never holds up the others.
-    fn check_task(&self, watcher: Arc<Watcher>) -> impl Future<Output = String> + Send + 'static {
+    /// A check due since `due`. It waits inside the fetcher for its host's and a global slot,
+    /// so one slow host never holds up the others, and ends with the watcher's name and whether
+    /// it was served (got a slot).
+    fn check_task(
+        &self,
+        watcher: Arc<Watcher>,
+        due: DateTime<Utc>,
+    ) -> impl Future<Output = (String, bool)> + Send + 'static {
         let (fetcher, store, deliverer) = (
             self.fetcher.clone(),
             self.store.clone(),
@@ -434,9 +457,9 @@ impl Scheduler {
         async move {
             // Any outcome may have queued an event: a change, `watch.failing` or
             // `watch.recovered`. A wake with nothing due costs one empty range scan.
-            check(&watcher, &fetcher, &store).await;
+            let outcome = check(&watcher, &fetcher, &store, due).await;
             deliverer.wake();
-            watcher.name.clone()
+            (watcher.name.clone(), !outcome.got_no_slot())
         }
     }
 }
@@ -449,6 +472,8 @@ struct Control {
     fetcher: Fetcher,
     store: Store,
     deliverer: Deliverer,
+    /// When the daemon started, for the status of watchers it has not checked yet.
+    started: DateTime<Utc>,
 }
 
 impl Control {
@@ -460,7 +485,12 @@ impl Control {
                 self.deliverer.wake();
                 to_json(replayed)
             }
-            Request::Status => to_json(status::status(&self.store, &self.live(), Utc::now())),
+            Request::Status => to_json(status::status(
+                &self.store,
+                &self.live(),
+                Utc::now(),
+                Some(self.started),
+            )),
             Request::History { watcher, limit } => {
                 to_json(status::history(&self.store, &self.live(), &watcher, limit))
             }

@@ -11,11 +11,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use tokio::time::Instant;
 use url::Url;
 
-pub use gate::HostPolicy;
+pub use gate::{Busy, HostPolicy};
 pub use proxy::{ProxyPool, ProxyUrl, Rotation};
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
@@ -91,8 +93,12 @@ impl Validators {
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
     pub url: &'a Url,
-    /// The whole exchange of one try, body included.
+    /// The whole fetch: waiting for a slot, every try, body included, and the pauses between.
     pub timeout: Duration,
+    /// When `timeout` runs out.
+    pub deadline: Instant,
+    /// When the check was due: waiting requests to a host are served earliest-due first.
+    pub due: DateTime<Utc>,
     pub max_body: u64,
     pub options: &'a HttpOptions,
     /// Sent as If-None-Match / If-Modified-Since when present.
@@ -120,6 +126,9 @@ pub enum Fetched {
 pub enum FetchError {
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// Politeness or the global cap left no slot before the deadline.
+    #[error("{0}")]
+    Busy(Busy),
     #[error("HTTP {0}")]
     Status(StatusCode),
     #[error("body is larger than the {0}-byte limit (max_body_size)")]
@@ -243,7 +252,8 @@ impl Fetcher {
     }
 
     /// Fetch a page: wait for the host's and a global slot, then try up to three times while
-    /// the failures look transient (connection refused or reset, 429, 502, 503, 504).
+    /// the failures look transient (connection refused or reset, 429, 502, 503, 504); all of
+    /// it within the request's deadline.
     pub async fn fetch(&self, req: &Request<'_>) -> Result<Fetched, FetchError> {
         let host = host_key(req.url);
         let mut attempt = 1;
@@ -257,13 +267,17 @@ impl Fetcher {
                 }
             };
             let result = {
-                let _pass = self.inner.gates.enter(&host, req.options.host).await;
-                // One deadline for the whole exchange, body included: a server that trickles
+                let gates = &self.inner.gates;
+                let _pass = gates
+                    .enter(&host, req.options.host, req.due, req.deadline)
+                    .await
+                    .map_err(FetchError::Busy)?;
+                // One deadline for the whole fetch, body included: a server that trickles
                 // bytes must not hold a check open forever.
                 // Boxed: a check waiting at the gates then costs a few hundred bytes, not the
                 // size of a whole exchange, which adds up over thousands of waiting checks.
                 let exchange = Box::pin(self.exchange(req, proxy.as_ref()));
-                tokio::time::timeout(req.timeout, exchange)
+                tokio::time::timeout_at(req.deadline, exchange)
                     .await
                     .unwrap_or_else(|_| Err(Failure::fatal(FetchError::Timeout(req.timeout))))
             };
@@ -281,7 +295,8 @@ impl Fetcher {
                 .transient
                 .then(|| retry::delay(attempt, failure.retry_after))
                 .flatten();
-            let Some(wait) = wait else {
+            // No pause that would end past the deadline: the check's time is up.
+            let Some(wait) = wait.filter(|w| Instant::now() + *w < req.deadline) else {
                 return Err(failure.error);
             };
             tracing::debug!(url = %req.url, attempt, error = %failure.error, wait = ?wait, "transient fetch failure; trying again");

@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Run => run(cli.config).await,
             Command::Once { watchers } => commands::once(&cli.config, &watchers).await,
@@ -193,7 +193,11 @@ fn main() -> ExitCode {
             } => commands::receive(&host, port, &secrets, out.as_deref()).await,
             Command::Secret => commands::secret(),
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, and a parse cut off by the
+    // daemon's drain may still be running on one until its next piece: do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 async fn run(path: PathBuf) -> ExitCode {

@@ -8,7 +8,7 @@
 //! a restart and never drift from what `status` shows.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::config::Watcher;
+use crate::status;
 use crate::store::{Store, StoreError};
 
 /// The content type of `encode()`'s output.
@@ -60,6 +62,9 @@ struct Metrics {
     oldest_pending: Gauge<f64, AtomicU64>,
     last_success: Family<WatcherLabel, Gauge<f64, AtomicU64>>,
     consecutive_failures: Family<WatcherLabel, Gauge>,
+    overdue: Family<WatcherLabel, Gauge<f64, AtomicU64>>,
+    overdue_watchers: Gauge,
+    never_checked: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -80,6 +85,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         oldest_pending: Gauge::default(),
         last_success: Family::default(),
         consecutive_failures: Family::default(),
+        overdue: Family::default(),
+        overdue_watchers: Gauge::default(),
+        never_checked: Gauge::default(),
     };
     registry.register(
         "checks",
@@ -146,6 +154,22 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Failed checks in a row for the watcher (0 after a success)",
         m.consecutive_failures.clone(),
     );
+    registry.register_with_unit(
+        "watcher_overdue",
+        "How long the watcher has been due without a check finishing, once past its slot, timeout and a 10 s grace (0 when on time)",
+        Unit::Seconds,
+        m.overdue.clone(),
+    );
+    registry.register(
+        "watchers_overdue",
+        "Watchers whose check is overdue: past their slot, timeout and a 10 s grace",
+        m.overdue_watchers.clone(),
+    );
+    registry.register(
+        "watchers_never_checked",
+        "Configured watchers with no check recorded yet",
+        m.never_checked.clone(),
+    );
     Metrics { registry, ..m }
 });
 
@@ -202,21 +226,28 @@ static SCRAPE: Mutex<()> = Mutex::new(());
 
 /// What /metrics serves: the store gauges refreshed, then every metric encoded. A store that
 /// cannot be read leaves those gauges at their last values and is reported beside the text.
+/// `running_since` is when the daemon started, for watchers it has never checked.
 pub fn scrape(
     store: &Store,
-    watchers: &[String],
+    watchers: &[Arc<Watcher>],
     now: DateTime<Utc>,
+    running_since: DateTime<Utc>,
 ) -> (String, Option<StoreError>) {
     let _one = SCRAPE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let err = observe_store(store, watchers, now).err();
+    let err = observe_store(store, watchers, now, running_since).err();
     (encode(), err)
 }
 
 /// Refresh the gauges that mirror the store: the outbox and each configured watcher's state.
 /// Watchers no longer configured drop out of the per-watcher series.
-fn observe_store(store: &Store, watchers: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
+fn observe_store(
+    store: &Store,
+    watchers: &[Arc<Watcher>],
+    now: DateTime<Utc>,
+    running_since: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let pending = store.pending()?;
     METRICS.outbox_depth.set(pending.len() as i64);
     METRICS.dead_letters_held.set(store.dead_count() as i64);
@@ -227,15 +258,24 @@ fn observe_store(store: &Store, watchers: &[String], now: DateTime<Utc>) -> Resu
     METRICS.oldest_pending.set(age);
 
     let mut states = Vec::with_capacity(watchers.len());
-    for name in watchers {
-        states.push((name, store.watcher_state(name)?));
+    for watcher in watchers {
+        states.push((watcher, store.watcher_state(&watcher.name)?));
     }
     METRICS.last_success.clear();
     METRICS.consecutive_failures.clear();
-    for (name, state) in states {
+    METRICS.overdue.clear();
+    let (mut overdue, mut never_checked) = (0, 0);
+    for (watcher, state) in states {
         let labels = WatcherLabel {
-            watcher: name.clone(),
+            watcher: watcher.name.clone(),
         };
+        never_checked += i64::from(state.last_check.is_none());
+        let late = status::overdue_since(watcher, state.last_check, now, Some(running_since));
+        let late = late.map_or(0.0, |due| {
+            overdue += 1;
+            (now - due).num_milliseconds() as f64 / 1000.0
+        });
+        METRICS.overdue.get_or_create(&labels).set(late);
         if let Some(at) = state.last_success {
             let secs = at.timestamp_millis() as f64 / 1000.0;
             METRICS.last_success.get_or_create(&labels).set(secs);
@@ -245,6 +285,8 @@ fn observe_store(store: &Store, watchers: &[String], now: DateTime<Utc>) -> Resu
             .get_or_create(&labels)
             .set(i64::from(state.consecutive_failures));
     }
+    METRICS.overdue_watchers.set(overdue);
+    METRICS.never_checked.set(never_checked);
     Ok(())
 }
 

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Watcher;
@@ -35,6 +36,9 @@ pub struct WatcherStatus {
     pub last_success: Option<DateTime<Utc>>,
     /// When the scheduler runs it next: now, if it is overdue.
     pub next_run: DateTime<Utc>,
+    /// Set when the watcher is late: the slot it has been due at since, with that slot and its
+    /// `timeout` passed and no check finished.
+    pub overdue_since: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     /// This watcher's deliveries still in the outbox.
     pub pending_deliveries: usize,
@@ -48,20 +52,53 @@ impl StatusReport {
             .iter()
             .filter(|w| w.consecutive_failures > 0)
             .count();
-        format!(
+        let overdue = self
+            .watchers
+            .iter()
+            .filter(|w| w.overdue_since.is_some())
+            .count();
+        let mut line = format!(
             "watching {}, {} failing, {} queued",
             plural(self.watchers.len(), "page"),
             failing,
             plural(self.pending_deliveries, "delivery")
-        )
+        );
+        if overdue > 0 {
+            let _ = write!(line, ", {overdue} overdue");
+        }
+        line
     }
 }
 
-/// The state of each configured watcher as of `now`.
+/// How long a check may be late before it counts as overdue, beyond its slot and `timeout`:
+/// the scheduler's and the store's own moments.
+const OVERDUE_GRACE: Duration = Duration::from_secs(10);
+
+/// The slot `watcher` has been due at since, if it is overdue at `now`: that slot, its
+/// `timeout` and a grace have passed without a check finishing. A watcher that never ran has
+/// been due since checking began (`running_since`, the daemon's start); with no daemon running
+/// that is unknown, and it is not called overdue.
+pub fn overdue_since(
+    watcher: &Watcher,
+    last_check: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    running_since: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let due = match last_check {
+        Some(last) => watcher.schedule.next_after(last, watcher.offset),
+        None => running_since?,
+    };
+    let late = TimeDelta::from_std(watcher.timeout + OVERDUE_GRACE).ok()?;
+    (now > due + late).then_some(due)
+}
+
+/// The state of each configured watcher as of `now`; `running_since` is when the daemon
+/// started, if one runs.
 pub fn status(
     store: &Store,
     watchers: &[std::sync::Arc<Watcher>],
     now: DateTime<Utc>,
+    running_since: Option<DateTime<Utc>>,
 ) -> Result<StatusReport, StoreError> {
     let mut pending: BTreeMap<String, usize> = BTreeMap::new();
     let outbox = store.pending()?;
@@ -95,6 +132,7 @@ pub fn status(
             last_error: state.last_error,
             last_success: state.last_success,
             next_run,
+            overdue_since: overdue_since(watcher, state.last_check, now, running_since),
             consecutive_failures: state.consecutive_failures,
             pending_deliveries: pending.get(&watcher.name).copied().unwrap_or(0),
         });
@@ -270,13 +308,16 @@ pub fn render_status(report: &StatusReport) -> String {
         ]);
     }
     let mut out = table(&rows);
-    for w in report
-        .watchers
-        .iter()
-        .filter(|w| w.last_outcome.as_deref() == Some("failed"))
-    {
-        if let Some(err) = &w.last_error {
+    for w in &report.watchers {
+        if let (Some("failed"), Some(err)) = (w.last_outcome.as_deref(), &w.last_error) {
             let _ = writeln!(out, "{}: {err}", w.name);
+        }
+        if let Some(due) = w.overdue_since {
+            let checked = match w.last_check {
+                Some(_) => "no check has finished since",
+                None => "it has never been checked",
+            };
+            let _ = writeln!(out, "{}: overdue since {}: {checked}", w.name, time(due));
         }
     }
     let _ = writeln!(
@@ -364,7 +405,7 @@ mod tests {
         };
         store.commit("broken", &failed, &[]).await.unwrap();
 
-        let report = status(&store, &watchers(), now).unwrap();
+        let report = status(&store, &watchers(), now, None).unwrap();
         let [fresh, broken] = &report.watchers[..] else {
             panic!("{report:?}")
         };
@@ -376,9 +417,15 @@ mod tests {
         assert_eq!(broken.last_outcome.as_deref(), Some("failed"));
         assert_eq!(broken.next_run, now, "an overdue watcher runs at once");
         assert_eq!(broken.consecutive_failures, 3);
+        assert_eq!(fresh.overdue_since, None);
+        assert_eq!(
+            broken.overdue_since,
+            Some("2026-11-27T05:00:00Z".parse().unwrap()),
+            "due at the slot after its last check, and that was 90 minutes ago"
+        );
         assert_eq!(
             report.summary(),
-            "watching 2 pages, 1 failing, 0 deliveries queued"
+            "watching 2 pages, 1 failing, 0 deliveries queued, 1 overdue"
         );
 
         let text = render_status(&report);
@@ -390,6 +437,41 @@ mod tests {
         );
         assert!(lines[1].ends_with("price=$5.00"), "{text}");
         assert_eq!(lines[3], "broken: fetch failed: HTTP 503");
+        assert_eq!(
+            lines[4],
+            "broken: overdue since 2026-11-27T05:00:00Z: no check has finished since"
+        );
+    }
+
+    /// A watcher the running daemon has never checked is overdue once its timeout (30 s) and
+    /// the grace have passed since the daemon started.
+    #[tokio::test]
+    async fn a_watcher_never_checked_by_a_running_daemon_is_overdue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let started: DateTime<Utc> = "2026-11-27T06:00:00Z".parse().unwrap();
+        let soon = started + TimeDelta::seconds(30);
+        let report = status(&store, &watchers(), soon, Some(started)).unwrap();
+        assert!(report.watchers.iter().all(|w| w.overdue_since.is_none()));
+        let later = started + TimeDelta::seconds(41);
+        let report = status(&store, &watchers(), later, Some(started)).unwrap();
+        assert!(
+            report
+                .watchers
+                .iter()
+                .all(|w| w.overdue_since == Some(started))
+        );
+        assert!(
+            report.summary().ends_with(", 2 overdue"),
+            "{}",
+            report.summary()
+        );
+        assert!(
+            render_status(&report)
+                .contains("fresh: overdue since 2026-11-27T06:00:00Z: it has never been checked")
+        );
+        let no_daemon = status(&store, &watchers(), later, None).unwrap();
+        assert!(no_daemon.watchers.iter().all(|w| w.overdue_since.is_none()));
     }
 
     #[tokio::test]

@@ -1,12 +1,19 @@
 //! Politeness: a global cap on requests in flight and, per host, a cap on concurrent requests
 //! and a minimum spacing between their starts. A request waits for its host first and only
 //! then for a global slot, so a busy or slow host never holds slots that other hosts could use.
+//!
+//! Requests waiting for a host are served by the time their check was due, earliest first (in
+//! arrival order among equals), not by when they joined the line: a check that has waited
+//! since an earlier slot goes before one scheduled later. Every wait ends at the check's
+//! deadline, and a request that got no slot by then is told why.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
 /// How gently one host is treated. The config gives every watcher of a host the same policy.
@@ -27,21 +34,120 @@ impl Default for HostPolicy {
     }
 }
 
+/// Why a request got no slot before its deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub host: String,
+    pub waited: Duration,
+    pub limit: Limit,
+}
+
+/// The limit that was full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// All of the host's slots were taken; `ahead` requests were due before this one.
+    Host { slots: usize, ahead: usize },
+    /// The host's `per_host_delay` put the next start past the deadline.
+    Spacing(Duration),
+    /// All `max_concurrency` slots were taken.
+    Global(usize),
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let waited =
+            humantime::format_duration(Duration::from_millis(self.waited.as_millis() as u64));
+        let host = &self.host;
+        match self.limit {
+            Limit::Host { slots, ahead } => write!(
+                f,
+                "no free slot for {host} within the check's timeout ({waited}): its {slots} per_host_concurrency slots were busy, and {ahead} checks due earlier were waiting too"
+            ),
+            Limit::Spacing(delay) => write!(
+                f,
+                "no start for {host} within the check's timeout ({waited}): per_host_delay spaces its requests {} apart",
+                humantime::format_duration(delay)
+            ),
+            Limit::Global(slots) => write!(
+                f,
+                "no free slot within the check's timeout ({waited}): all {slots} max_concurrency slots were busy"
+            ),
+        }
+    }
+}
+
 pub(super) struct Gates {
     global: Arc<Semaphore>,
+    max: usize,
     // A std mutex: it guards a map lookup and is never held across an await.
     hosts: Mutex<HashMap<String, Arc<Host>>>,
 }
 
 struct Host {
     policy: HostPolicy,
-    permits: Arc<Semaphore>,
+    line: Mutex<Line>,
     next_start: Mutex<Instant>,
+}
+
+/// A host's requests in flight and the ones waiting, by when their check was due.
+#[derive(Default)]
+struct Line {
+    in_flight: usize,
+    waiting: BTreeMap<(DateTime<Utc>, u64), oneshot::Sender<()>>,
+    arrivals: u64,
+}
+
+impl Host {
+    /// Free a slot: hand it to the earliest-due waiter still there, or give it back.
+    fn release(&self) {
+        let mut line = self.line.lock().expect("not poisoned");
+        while let Some((_, waiter)) = line.waiting.pop_first() {
+            if waiter.send(()).is_ok() {
+                return;
+            }
+        }
+        line.in_flight -= 1;
+    }
+}
+
+/// A slot of one host, freed when dropped.
+struct HostSlot(Arc<Host>);
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// A place in a host's line. Dropped before its turn (the check gave up or was cancelled), it
+/// leaves the line, and passes on a slot that reached it meanwhile.
+struct Ticket {
+    host: Arc<Host>,
+    key: (DateTime<Utc>, u64),
+    turn: oneshot::Receiver<()>,
+    served: bool,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.served {
+            return;
+        }
+        let left = {
+            let mut line = self.host.line.lock().expect("not poisoned");
+            line.waiting.remove(&self.key).is_some()
+        };
+        // Not in line any more: `release` took the ticket out and sent it the slot, under the
+        // lock, so the slot is here to pass on.
+        if !left && self.turn.try_recv().is_ok() {
+            self.host.release();
+        }
+    }
 }
 
 /// Leave to send one request; dropping it frees the host's and the global slot.
 pub(super) struct Pass {
-    _host: OwnedSemaphorePermit,
+    _host: HostSlot,
     _global: OwnedSemaphorePermit,
 }
 
@@ -49,19 +155,59 @@ impl Gates {
     pub(super) fn new(max_concurrency: usize) -> Self {
         Gates {
             global: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            max: max_concurrency.max(1),
             hosts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Wait until `host` may take another request under `policy`, then for a global slot.
-    pub(super) async fn enter(&self, host: &str, policy: HostPolicy) -> Pass {
+    /// Wait until `host` may take another request under `policy`, then for a global slot, for
+    /// a check that was `due` then; give up at `deadline`.
+    pub(super) async fn enter(
+        &self,
+        host: &str,
+        policy: HostPolicy,
+        due: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<Pass, Busy> {
+        let started = Instant::now();
+        let busy = |limit| Busy {
+            host: host.to_owned(),
+            waited: started.elapsed(),
+            limit,
+        };
         let gate = self.host(host, policy);
-        let host_permit = gate
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("host semaphores are never closed");
+        let ticket = {
+            let mut line = gate.line.lock().expect("not poisoned");
+            if line.in_flight < policy.concurrency.max(1) && line.waiting.is_empty() {
+                line.in_flight += 1;
+                None
+            } else {
+                let (send, turn) = oneshot::channel();
+                let key = (due, line.arrivals);
+                line.arrivals += 1;
+                line.waiting.insert(key, send);
+                Some(Ticket {
+                    host: gate.clone(),
+                    key,
+                    turn,
+                    served: false,
+                })
+            }
+        };
+        if let Some(mut ticket) = ticket {
+            match tokio::time::timeout_at(deadline, &mut ticket.turn).await {
+                Ok(Ok(())) => ticket.served = true,
+                _ => {
+                    let ahead = {
+                        let line = gate.line.lock().expect("not poisoned");
+                        line.waiting.range(..ticket.key).count()
+                    };
+                    let slots = policy.concurrency.max(1);
+                    return Err(busy(Limit::Host { slots, ahead }));
+                }
+            }
+        }
+        let host_slot = HostSlot(gate.clone());
         if !policy.delay.is_zero() {
             let start = {
                 let mut next = gate.next_start.lock().expect("not poisoned");
@@ -69,18 +215,19 @@ impl Gates {
                 *next = start + policy.delay;
                 start
             };
+            if start > deadline {
+                return Err(busy(Limit::Spacing(policy.delay)));
+            }
             tokio::time::sleep_until(start).await;
         }
-        let global = self
-            .global
-            .clone()
-            .acquire_owned()
+        let global = tokio::time::timeout_at(deadline, self.global.clone().acquire_owned())
             .await
+            .map_err(|_| busy(Limit::Global(self.max)))?
             .expect("the global semaphore is never closed");
-        Pass {
-            _host: host_permit,
+        Ok(Pass {
+            _host: host_slot,
             _global: global,
-        }
+        })
     }
 
     fn host(&self, host: &str, policy: HostPolicy) -> Arc<Host> {
@@ -92,7 +239,7 @@ impl Gates {
             _ => {
                 let gate = Arc::new(Host {
                     policy,
-                    permits: Arc::new(Semaphore::new(policy.concurrency.max(1))),
+                    line: Mutex::new(Line::default()),
                     next_start: Mutex::new(Instant::now()),
                 });
                 hosts.insert(host.to_owned(), gate.clone());
@@ -113,32 +260,45 @@ mod tests {
         }
     }
 
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap()
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    async fn enter(gates: &Gates, host: &str, policy: HostPolicy) -> Pass {
+        gates.enter(host, policy, Utc::now(), far()).await.unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_full_host_does_not_block_another_host() {
         let gates = Gates::new(4);
-        let _a1 = gates.enter("a:80", policy(1, 0)).await;
+        let _a1 = enter(&gates, "a:80", policy(1, 0)).await;
         let waiting =
-            tokio::time::timeout(Duration::from_secs(5), gates.enter("a:80", policy(1, 0)));
+            tokio::time::timeout(Duration::from_secs(5), enter(&gates, "a:80", policy(1, 0)));
         assert!(waiting.await.is_err(), "a second request to a waits");
-        let other =
-            tokio::time::timeout(Duration::from_millis(1), gates.enter("b:80", policy(1, 0)));
+        let other = tokio::time::timeout(
+            Duration::from_millis(1),
+            enter(&gates, "b:80", policy(1, 0)),
+        );
         assert!(other.await.is_ok(), "b is not held up by a");
     }
 
     #[tokio::test(start_paused = true)]
     async fn waiting_for_a_host_holds_no_global_slot() {
-        let gates = Gates::new(1);
-        let held = gates.enter("a:80", policy(1, 0)).await;
-        let gates = Arc::new(gates);
+        let gates = Arc::new(Gates::new(1));
+        let held = enter(&gates, "a:80", policy(1, 0)).await;
         let queued = tokio::spawn({
             let gates = gates.clone();
             async move {
-                let _pass = gates.enter("a:80", policy(1, 0)).await;
+                let _pass = enter(&gates, "a:80", policy(1, 0)).await;
             }
         });
         tokio::task::yield_now().await;
         drop(held);
-        let b = tokio::time::timeout(Duration::from_secs(1), gates.enter("b:80", policy(1, 0)));
+        let b = tokio::time::timeout(Duration::from_secs(1), enter(&gates, "b:80", policy(1, 0)));
         // Either b got the freed slot or the queued a-request did and then released it.
         assert!(b.await.is_ok());
         queued.await.unwrap();
@@ -147,9 +307,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_global_cap_bounds_requests_in_flight() {
         let gates = Gates::new(2);
-        let _a = gates.enter("a:80", policy(2, 0)).await;
-        let _b = gates.enter("b:80", policy(2, 0)).await;
-        let c = tokio::time::timeout(Duration::from_secs(5), gates.enter("c:80", policy(2, 0)));
+        let _a = enter(&gates, "a:80", policy(2, 0)).await;
+        let _b = enter(&gates, "b:80", policy(2, 0)).await;
+        let c = tokio::time::timeout(Duration::from_secs(5), enter(&gates, "c:80", policy(2, 0)));
         assert!(c.await.is_err());
     }
 
@@ -159,7 +319,7 @@ mod tests {
         let t0 = Instant::now();
         let mut starts = Vec::new();
         for _ in 0..3 {
-            let _pass = gates.enter("a:80", policy(4, 250)).await;
+            let _pass = enter(&gates, "a:80", policy(4, 250)).await;
             starts.push(Instant::now() - t0);
         }
         assert_eq!(
@@ -168,7 +328,94 @@ mod tests {
             "each start waits for the previous one's delay"
         );
         let other = Instant::now();
-        let _b = gates.enter("b:80", policy(4, 250)).await;
+        let _b = enter(&gates, "b:80", policy(4, 250)).await;
         assert_eq!(Instant::now(), other, "another host has its own spacing");
+    }
+
+    /// Checks queued behind a busy host are served by when they were due, not by when they
+    /// arrived: one that waited since an earlier slot goes first.
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_check_due_earliest() {
+        let gates = Arc::new(Gates::new(8));
+        let held = enter(&gates, "a:80", policy(1, 0)).await;
+        let (order, mut served) = tokio::sync::mpsc::unbounded_channel();
+        // Arriving in the order 30, 10, 20, 10.
+        for (i, due) in [30, 10, 20, 10].into_iter().enumerate() {
+            let (gates, order) = (gates.clone(), order.clone());
+            tokio::spawn(async move {
+                let _pass = gates
+                    .enter("a:80", policy(1, 0), at(due), far())
+                    .await
+                    .unwrap();
+                order.send((due, i)).unwrap();
+            });
+            tokio::task::yield_now().await;
+        }
+        drop(order);
+        drop(held);
+        let mut seen = Vec::new();
+        while let Some(next) = served.recv().await {
+            seen.push(next);
+        }
+        assert_eq!(seen, [(10, 1), (10, 3), (20, 2), (30, 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_at_the_deadline_and_says_what_was_full() {
+        let gates = Gates::new(1);
+        let _held = enter(&gates, "a:80", policy(1, 0)).await;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let busy = gates
+            .enter("a:80", policy(1, 0), Utc::now(), deadline)
+            .await
+            .err()
+            .expect("no slot came");
+        assert_eq!(
+            Instant::now(),
+            deadline,
+            "it waited exactly until the deadline"
+        );
+        assert_eq!(busy.limit, Limit::Host { slots: 1, ahead: 0 });
+        assert_eq!(
+            busy.to_string(),
+            "no free slot for a:80 within the check's timeout (2s): its 1 per_host_concurrency slots were busy, and 0 checks due earlier were waiting too"
+        );
+        let global = gates
+            .enter(
+                "b:80",
+                policy(1, 0),
+                Utc::now(),
+                Instant::now() + Duration::from_secs(1),
+            )
+            .await
+            .err()
+            .expect("the one global slot is taken");
+        assert_eq!(global.limit, Limit::Global(1));
+    }
+
+    /// A check that gives up (or is cancelled) leaves the line, and a slot that reached it just
+    /// then goes on to the next in line.
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_gives_up_leaves_the_line() {
+        let gates = Arc::new(Gates::new(8));
+        let held = enter(&gates, "a:80", policy(1, 0)).await;
+        let quitter = tokio::spawn({
+            let gates = gates.clone();
+            async move {
+                gates
+                    .enter("a:80", policy(1, 0), at(0), far())
+                    .await
+                    .is_ok()
+            }
+        });
+        tokio::task::yield_now().await;
+        quitter.abort();
+        let _ = quitter.await;
+        drop(held);
+        let next = tokio::time::timeout(
+            Duration::from_millis(1),
+            enter(&gates, "a:80", policy(1, 0)),
+        );
+        assert!(next.await.is_ok(), "the slot is free again");
     }
 }

@@ -465,6 +465,7 @@ async fn healthz_names_the_part_that_is_down() {
         store: Store::open(dir.path()).unwrap(),
         health: health.clone(),
         watchers: Default::default(),
+        started: chrono::Utc::now(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
