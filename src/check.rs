@@ -58,7 +58,7 @@ impl Outcome {
     pub fn got_no_slot(&self) -> bool {
         matches!(
             self,
-            Outcome::Failed(CheckError::Fetch(FetchError::Busy(_)))
+            Outcome::Failed(CheckError::Fetch(FetchError::Busy(..)))
         )
     }
 

@@ -126,9 +126,9 @@ pub enum Fetched {
 pub enum FetchError {
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
-    /// Politeness or the global cap left no slot before the deadline.
-    #[error("{0}")]
-    Busy(Busy),
+    /// Politeness or the global cap left no slot within the check's timeout.
+    #[error("{}", .0.explain(*.1))]
+    Busy(Busy, Duration),
     #[error("HTTP {0}")]
     Status(StatusCode),
     #[error("body is larger than the {0}-byte limit (max_body_size)")]
@@ -271,7 +271,7 @@ impl Fetcher {
                 let _pass = gates
                     .enter(&host, req.options.host, req.due, req.deadline)
                     .await
-                    .map_err(FetchError::Busy)?;
+                    .map_err(|busy| FetchError::Busy(busy, req.timeout))?;
                 // One deadline for the whole fetch, body included: a server that trickles
                 // bytes must not hold a check open forever.
                 // Boxed: a check waiting at the gates then costs a few hundred bytes, not the

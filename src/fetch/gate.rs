@@ -8,7 +8,6 @@
 //! deadline, and a request that got no slot by then is told why.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +37,6 @@ impl Default for HostPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Busy {
     pub host: String,
-    pub waited: Duration,
     pub limit: Limit,
 }
 
@@ -53,24 +51,30 @@ pub enum Limit {
     Global(usize),
 }
 
-impl fmt::Display for Busy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let waited =
-            humantime::format_duration(Duration::from_millis(self.waited.as_millis() as u64));
-        let host = &self.host;
+impl Busy {
+    /// What a user reads: which limit left no room within the check's `timeout`.
+    pub fn explain(&self, timeout: Duration) -> String {
+        let (host, timeout) = (&self.host, humantime::format_duration(timeout));
+        let plural = |n: usize, one: &str, many: &str| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {many}"),
+        };
         match self.limit {
-            Limit::Host { slots, ahead } => write!(
-                f,
-                "no free slot for {host} within the check's timeout ({waited}): its {slots} per_host_concurrency slots were busy, and {ahead} checks due earlier were waiting too"
+            Limit::Host { slots, ahead } => format!(
+                "no free slot for {host} within the check's {timeout} timeout: {} busy, and {} due earlier waiting too",
+                plural(
+                    slots,
+                    "per_host_concurrency slot was",
+                    "per_host_concurrency slots were"
+                ),
+                plural(ahead, "check", "checks"),
             ),
-            Limit::Spacing(delay) => write!(
-                f,
-                "no start for {host} within the check's timeout ({waited}): per_host_delay spaces its requests {} apart",
+            Limit::Spacing(delay) => format!(
+                "no start for {host} within the check's {timeout} timeout: per_host_delay spaces its requests {} apart",
                 humantime::format_duration(delay)
             ),
-            Limit::Global(slots) => write!(
-                f,
-                "no free slot within the check's timeout ({waited}): all {slots} max_concurrency slots were busy"
+            Limit::Global(slots) => format!(
+                "no free slot within the check's {timeout} timeout: all {slots} max_concurrency slots were busy"
             ),
         }
     }
@@ -169,10 +173,8 @@ impl Gates {
         due: DateTime<Utc>,
         deadline: Instant,
     ) -> Result<Pass, Busy> {
-        let started = Instant::now();
         let busy = |limit| Busy {
             host: host.to_owned(),
-            waited: started.elapsed(),
             limit,
         };
         let gate = self.host(host, policy);
@@ -377,8 +379,8 @@ mod tests {
         );
         assert_eq!(busy.limit, Limit::Host { slots: 1, ahead: 0 });
         assert_eq!(
-            busy.to_string(),
-            "no free slot for a:80 within the check's timeout (2s): its 1 per_host_concurrency slots were busy, and 0 checks due earlier were waiting too"
+            busy.explain(Duration::from_secs(2)),
+            "no free slot for a:80 within the check's 2s timeout: 1 per_host_concurrency slot was busy, and 0 checks due earlier waiting too"
         );
         let global = gates
             .enter(

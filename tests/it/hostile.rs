@@ -1,0 +1,307 @@
+//! Hostile pages and shared hosts: a page built to make the parser loop, a value of megabytes,
+//! URLs that never answer. Each costs its own watcher a bounded, explained failure; the daemon
+//! and the other watchers carry on.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::fixtures::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config with a webhook to `receiver`, the admin endpoint on `admin`, and `watchers`.
+fn setup_with_admin(receiver: &Receiver, admin: &str, watchers: &str) -> Setup {
+    let setup = Setup::new(receiver, r#"["200ms"]"#, watchers);
+    let text = std::fs::read_to_string(setup.config()).unwrap().replace(
+        "[daemon]\n",
+        &format!("[daemon]\nadmin_listen = \"{admin}\"\n"),
+    );
+    std::fs::write(setup.config(), text).unwrap();
+    setup
+}
+
+fn spawn_daemon(setup: &Setup) -> Child {
+    Command::new(binary())
+        .arg("-c")
+        .arg(setup.config())
+        .arg("run")
+        .env_remove("PAGEHOOK_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// `watcher` with one CSS field, checked every second on the second.
+fn every_second(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[watchers]]\nname = \"{name}\"\nurl = \"{url}\"\nschedule = \"every 1s\"\njitter = \"0s\"\nfields.price = {{ css = \".price\" }}\n{extra}\n"
+    )
+}
+
+/// The issue's page: 200,000 nested `<div>`s (1.4 MB), with the price after them.
+fn nested_divs(n: usize) -> String {
+    format!(
+        "<html><body>{}deep{}<span class=price>$5.00</span></body></html>",
+        "<div>".repeat(n),
+        "</div>".repeat(n)
+    )
+}
+
+/// Poll `status --json` until `done` holds for the named watcher's entry; panic after `within`.
+async fn watcher_status(
+    setup: &Setup,
+    name: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let out = setup.pagehook(&["status", "--json"]).await;
+        if out.code == 0 {
+            let report: Value = serde_json::from_str(&out.stdout).unwrap();
+            let entry = report["watchers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["name"] == name)
+                .cloned()
+                .unwrap();
+            if done(&entry) {
+                return entry;
+            }
+            if started.elapsed() > within {
+                panic!("{name} never got there: {entry:#}");
+            }
+        } else if started.elapsed() > within {
+            panic!("status failed: {out:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two watchers of the issue's 200,000-deep page (it took minutes of html5ever's CPU, on the
+/// async workers, and froze the daemon): while they parse, the healthy watcher keeps its
+/// schedule, /healthz and the control socket answer, and SIGTERM stops the daemon.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deeply_nested_page_does_not_freeze_the_daemon() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/good", "<p><span class=price>$5.00</span></p>".into());
+    // Missing until the healthy watcher has its baseline: unchanged pages are not parsed
+    // again, so from then on the healthy watcher needs no parser.
+    for deep in ["/deep1", "/deep2"] {
+        shop.set(deep, String::new());
+        shop.set_status(deep, 404);
+    }
+    let admin = format!("127.0.0.1:{}", free_port());
+    let deep = "timeout = \"60s\"";
+    let watchers = every_second("good", &shop.url("/good"), "")
+        + &every_second("deep1", &shop.url("/deep1"), deep)
+        + &every_second("deep2", &shop.url("/deep2"), deep);
+    let setup = setup_with_admin(&receiver, &admin, &watchers);
+    let daemon = spawn_daemon(&setup);
+    shop.wait_for_hits("/good", 2).await;
+
+    let page = nested_divs(200_000);
+    let before = [shop.hits("/deep1"), shop.hits("/deep2")];
+    shop.set("/deep1", page.clone());
+    shop.set("/deep2", page);
+    shop.wait_for_hits("/deep1", before[0] + 1).await;
+    shop.wait_for_hits("/deep2", before[1] + 1).await;
+
+    // Both pages are being parsed now (for seconds in a debug build, minutes before the cap).
+    let good = shop.hits("/good");
+    let waited = Instant::now();
+    shop.wait_for_hits("/good", good + 3).await;
+    assert!(
+        waited.elapsed() < Duration::from_secs(5),
+        "the healthy watcher kept its one-second schedule: {:?}",
+        waited.elapsed()
+    );
+    let client = reqwest::Client::new();
+    let health = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get(format!("http://{admin}/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answers at once")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    let good = watcher_status(&setup, "good", Duration::from_secs(5), |w| {
+        w["last_outcome"] == "ok"
+    })
+    .await;
+    assert_eq!(good["values"]["price"], "$5.00");
+
+    // SIGTERM mid-parse: the drain waits at most 10 s for checks, and nothing waits for a
+    // parse that was cut off.
+    let stopping = Instant::now();
+    let pid = daemon.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut daemon = daemon;
+    let status = tokio::time::timeout(Duration::from_secs(15), daemon.wait())
+        .await
+        .expect("the daemon exits within the drain bound")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(stopping.elapsed() < Duration::from_secs(13));
+}
+
+/// The watcher's `timeout` covers the parse: a page that would take long to parse fails the
+/// check when the time is up, with the reason, and its parse stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeout_covers_parsing_the_page() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    // Flattened at the cap, 1.5 million nested divs still cost html5ever several seconds.
+    shop.set("/slow", nested_divs(1_500_000));
+    let watcher = format!(
+        "[[watchers]]\nname = \"slow\"\nurl = \"{}\"\ntimeout = \"1s\"\nmax_body_size = \"20 MiB\"\nfields.price = {{ css = \".price\" }}\n",
+        shop.url("/slow")
+    );
+    let setup = Setup::new(&receiver, r#"["200ms"]"#, &watcher);
+    let started = Instant::now();
+    let out = setup.pagehook(&["test", "--json"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let line: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(line["ok"], false);
+    assert_eq!(
+        line["error"], "timed out after 1s parsing the page",
+        "{out:?}"
+    );
+}
+
+/// A field that matches megabytes fails the check with the reason; nothing is recorded and
+/// nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_over_its_size_cap_fails_the_field_and_is_never_a_change() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    let page = |text: &str| format!("<html><body><div class=desc>{text}</div></body></html>");
+    shop.set("/w", page("A short description."));
+    let watcher = format!(
+        "[[watchers]]\nname = \"w\"\nurl = \"{}\"\nfields.desc = {{ css = \".desc\" }}\nfields.note = {{ css = \".desc\", max_value_size = \"8 MiB\", required = false }}\n",
+        shop.url("/w")
+    );
+    let setup = Setup::new(&receiver, r#"["200ms"]"#, &watcher);
+    let out = setup.pagehook(&["once"]).await;
+    assert!(out.stdout.contains("1 baseline"), "{out:?}");
+
+    shop.set("/w", page(&"word ".repeat(800_000)));
+    let out = setup.pagehook(&["once"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("1 failed"), "{out:?}");
+    let store = setup.store().await;
+    let state = store.watcher_state("w").unwrap();
+    assert_eq!(
+        state.last_error.as_deref(),
+        Some(
+            "extraction failed: field `desc`: the value is 3.8 MiB (3999999 bytes), over the field's 16 KiB limit (max_value_size): narrow the selector, add a regex or raise max_value_size"
+        )
+    );
+    assert_eq!(
+        state.values.unwrap()["desc"],
+        "A short description.",
+        "the recorded value stays"
+    );
+    assert_eq!(
+        store.history("w", 10).unwrap().len(),
+        1,
+        "only the baseline"
+    );
+    drop(store);
+    assert!(receiver.requests().is_empty(), "no event");
+}
+
+/// A host whose URLs hang, sorted before a healthy one: the healthy watcher's wait for the
+/// host's one slot ends at its own timeout with the reason, it keeps its place in line, and it
+/// is checked as soon as the hanging request gives the slot back, before the hanging watchers'
+/// later checks. /metrics and `status` show who is waiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_urls_do_not_starve_a_healthy_one_on_the_same_host() {
+    let router = Router::new()
+        .route(
+            "/hang/{n}",
+            axum::routing::get(|| std::future::pending::<&'static str>()),
+        )
+        .route(
+            "/ok",
+            axum::routing::get(|| async {
+                axum::response::Html("<p><span class=price>$5.00</span></p>")
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let receiver = Receiver::start().await;
+    let admin = format!("127.0.0.1:{}", free_port());
+    let polite = "per_host_concurrency = 1";
+    let watchers = every_second(
+        "a-hang-1",
+        &format!("http://{host}/hang/1"),
+        &format!("{polite}\ntimeout = \"2500ms\""),
+    ) + &every_second(
+        "a-hang-2",
+        &format!("http://{host}/hang/2"),
+        &format!("{polite}\ntimeout = \"2500ms\""),
+    ) + &every_second(
+        "z-ok",
+        &format!("http://{host}/ok"),
+        &format!("{polite}\ntimeout = \"1200ms\""),
+    );
+    let setup = setup_with_admin(&receiver, &admin, &watchers);
+    let daemon = spawn_daemon(&setup);
+
+    let starved = watcher_status(&setup, "z-ok", Duration::from_secs(10), |w| {
+        w["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no free slot"))
+    })
+    .await;
+    let error = starved["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "fetch failed: no free slot for {host} within the check's 1s 200ms timeout: 1 per_host_concurrency slot was busy, and "
+        )),
+        "{error}"
+    );
+    let checked = watcher_status(&setup, "z-ok", Duration::from_secs(10), |w| {
+        w["last_outcome"] == "ok"
+    })
+    .await;
+    assert_eq!(checked["values"]["price"], "$5.00");
+
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "pagehook_watchers_never_checked ",
+        "pagehook_watchers_overdue ",
+        "pagehook_watcher_overdue_seconds{watcher=\"z-ok\"} ",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    assert!(checked.get("overdue_since").is_some(), "{checked:#}");
+    drop(daemon);
+}
