@@ -1,5 +1,7 @@
-//! `cargo bench --bench extract`: price strings parsed per second and realistic 150 KB
-//! product pages extracted per second, on one core.
+//! `cargo bench --bench extract`: price strings parsed per second, realistic 150 KB product
+//! pages extracted per second, on one core, and the time one page of N nested `<div>`s takes
+//! (`PAGEHOOK_BENCH_DEPTHS`, default 10000,20000,40000,200000; a depth is skipped once the one
+//! before it took over 5 s, as the cost before the nesting cap grew with its square).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -139,4 +141,45 @@ fn main() {
         fields.len(),
         pages_per_sec * page.len() as f64 / 1e6
     );
+
+    let nested = CONFIG.replace(
+        "fields.price = { type = \"price\" }",
+        "fields.nested = { css = \"span.price\", type = \"price\" }",
+    );
+    let nested = config::parse(&nested, Path::new("bench.toml"), &ProcessEnv).expect("valid");
+    let nested = &nested.config.watchers[0].fields;
+    let nested = std::slice::from_ref(nested.iter().find(|f| f.name == "nested").unwrap());
+    let depths = std::env::var("PAGEHOOK_BENCH_DEPTHS")
+        .unwrap_or_else(|_| "10000,20000,40000,200000".into());
+    let mut last = Duration::ZERO;
+    for depth in depths
+        .split(',')
+        .map(|d| d.trim().parse::<usize>().expect("a number"))
+    {
+        let page = format!(
+            "<html><body>{}<span class=\"price\">$5.00</span>{}</body></html>",
+            "<div>".repeat(depth),
+            "</div>".repeat(depth)
+        );
+        if last > Duration::from_secs(5) {
+            println!(
+                "nested page, {depth:>7} divs: skipped ({:.1} MB; the previous depth took {:.1} s)",
+                page.len() as f64 / 1e6,
+                last.as_secs_f64()
+            );
+            continue;
+        }
+        let started = Instant::now();
+        let values = extract(nested, &page);
+        last = started.elapsed();
+        println!(
+            "nested page, {depth:>7} divs: {:>8.3} s to extract ({:.1} MB; {})",
+            last.as_secs_f64(),
+            page.len() as f64 / 1e6,
+            match values {
+                Ok(values) => format!("price {}", values["nested"]["amount"]),
+                Err(err) => err.to_string(),
+            }
+        );
+    }
 }
