@@ -2,6 +2,9 @@
 //! pages extracted per second, on one core, and the time one page of N nested `<div>`s takes
 //! (`PAGEHOOK_BENCH_DEPTHS`, default 10000,20000,40000,200000; a depth is skipped once the one
 //! before it took over 5 s, as the cost before the nesting cap grew with its square).
+//!
+//! `PAGEHOOK_BENCH_PAGES=N` extracts the product page exactly N times and nothing else, for
+//! counting instructions (`valgrind --tool=cachegrind`), which a busy machine does not skew.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -129,6 +132,19 @@ fields.title = { css = "h1.title" }
 "#;
 
 fn main() {
+    if let Some(n) = std::env::var("PAGEHOOK_BENCH_PAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let loaded = config::parse(CONFIG, Path::new("bench.toml"), &ProcessEnv).expect("valid");
+        let fields = &loaded.config.watchers[0].fields;
+        let page = product_page(150 * 1024);
+        for _ in 0..n {
+            black_box(extract(fields, black_box(&page)).expect("the bench page extracts"));
+        }
+        println!("product pages extracted: {n}");
+        return;
+    }
     let budget = Duration::from_secs(2);
     let texts = price_texts();
     let (strings_per_sec, _) = rate(budget, || {
