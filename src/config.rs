@@ -1667,6 +1667,52 @@ fields.autoregex = {{ type = "price", regex = "(\\d+)" }}
         );
     }
 
+    /// `max_value_size` on a field wins over the watcher's, which wins over `[defaults]`, which
+    /// wins over 16 KiB; a bad one names its place in the file.
+    #[test]
+    fn max_value_size_per_field_watcher_and_defaults() {
+        let config = |defaults: &str, watcher: &str| {
+            format!(
+                "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"{SECRET}\"\n[defaults]\n{defaults}\n[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\n{watcher}\nfields.own = {{ css = \"p\", max_value_size = 100 }}\nfields.inherits = {{ css = \"h1\" }}\n"
+            )
+        };
+        let sizes = |text: &str| -> Vec<(String, usize)> {
+            let loaded = parse_text(text).unwrap_or_else(|e| panic!("{e}"));
+            let watcher = &loaded.config.watchers[0];
+            watcher
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), f.max_size))
+                .collect()
+        };
+        assert_eq!(
+            sizes(&config("", "")),
+            [("inherits".into(), 16 * 1024), ("own".into(), 100)]
+        );
+        assert_eq!(
+            sizes(&config("max_value_size = \"1 MiB\"", "")),
+            [("inherits".into(), 1 << 20), ("own".into(), 100)]
+        );
+        assert_eq!(
+            sizes(&config(
+                "max_value_size = \"1 MiB\"",
+                "max_value_size = 2048"
+            )),
+            [("inherits".into(), 2048), ("own".into(), 100)]
+        );
+        let errs = errors(
+            &config("", "max_value_size = \"lots\"")
+                .replace("max_value_size = 100", "max_value_size = 0"),
+        );
+        assert_errors(
+            &errs,
+            &[
+                "watchers.toml:9:18: invalid size",
+                "watchers.toml:10:44: invalid size",
+            ],
+        );
+    }
+
     #[test]
     fn byte_sizes() {
         assert_eq!(parse_byte_size("10 MiB"), Some(10 << 20));

@@ -165,7 +165,7 @@ impl Pass<'_> {
             }
             return Some(after);
         }
-        let close = raw_text_end(self.bytes, after, name.lower())?;
+        let close = raw_text_end(self.bytes, after, &name.lower()[..name.len])?;
         let inert = matches!(name.kind, Kind::Script | Kind::Style)
             && !(name.kind == Kind::Script && carries_data(&self.src[name.end()..after]));
         if self.strip_inert && inert && close > after {
@@ -254,113 +254,226 @@ mod flag {
     pub const THROUGH: u16 = 64;
 }
 
-fn classify(name: &[u8]) -> (Kind, u16) {
+/// The elements the pass treats apart, with what the parser's rules group them by; any other
+/// name is `(Kind::Other, 0)`.
+const ELEMENTS: &[(&[u8], (Kind, u16))] = {
     use flag::*;
     const BLOCK: u16 = SPECIAL | CLOSES_P;
-    match name {
-        b"br" | b"embed" | b"img" | b"meta" => (Kind::Void, SPECIAL | BREAKOUT),
-        b"hr" => (Kind::Void, BLOCK | BREAKOUT),
-        b"area" | b"base" | b"basefont" | b"bgsound" | b"col" | b"frame" | b"image" | b"input"
-        | b"keygen" | b"link" | b"param" | b"source" | b"track" | b"wbr" => (Kind::Void, SPECIAL),
-        b"html" | b"head" | b"body" | b"frameset" => (Kind::Document, SPECIAL | BREAKOUT),
-        b"script" => (Kind::Script, SPECIAL),
-        b"style" => (Kind::Style, SPECIAL),
-        b"title" | b"textarea" | b"iframe" | b"noscript" | b"noembed" | b"noframes" => {
-            (Kind::RawText, SPECIAL)
+    &[
+        (b"br", (Kind::Void, SPECIAL | BREAKOUT)),
+        (b"embed", (Kind::Void, SPECIAL | BREAKOUT)),
+        (b"img", (Kind::Void, SPECIAL | BREAKOUT)),
+        (b"meta", (Kind::Void, SPECIAL | BREAKOUT)),
+        (b"hr", (Kind::Void, BLOCK | BREAKOUT)),
+        (b"area", (Kind::Void, SPECIAL)),
+        (b"base", (Kind::Void, SPECIAL)),
+        (b"basefont", (Kind::Void, SPECIAL)),
+        (b"bgsound", (Kind::Void, SPECIAL)),
+        (b"col", (Kind::Void, SPECIAL)),
+        (b"frame", (Kind::Void, SPECIAL)),
+        (b"image", (Kind::Void, SPECIAL)),
+        (b"input", (Kind::Void, SPECIAL)),
+        (b"keygen", (Kind::Void, SPECIAL)),
+        (b"link", (Kind::Void, SPECIAL)),
+        (b"param", (Kind::Void, SPECIAL)),
+        (b"source", (Kind::Void, SPECIAL)),
+        (b"track", (Kind::Void, SPECIAL)),
+        (b"wbr", (Kind::Void, SPECIAL)),
+        (b"html", (Kind::Document, SPECIAL | BREAKOUT)),
+        (b"head", (Kind::Document, SPECIAL | BREAKOUT)),
+        (b"body", (Kind::Document, SPECIAL | BREAKOUT)),
+        (b"frameset", (Kind::Document, SPECIAL | BREAKOUT)),
+        (b"script", (Kind::Script, SPECIAL)),
+        (b"style", (Kind::Style, SPECIAL)),
+        (b"title", (Kind::RawText, SPECIAL)),
+        (b"textarea", (Kind::RawText, SPECIAL)),
+        (b"iframe", (Kind::RawText, SPECIAL)),
+        (b"noscript", (Kind::RawText, SPECIAL)),
+        (b"noembed", (Kind::RawText, SPECIAL)),
+        (b"noframes", (Kind::RawText, SPECIAL)),
+        (b"blockquote", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"center", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"dl", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"menu", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"pre", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"listing", (Kind::Other, BLOCK | BREAKOUT)),
+        (b"xmp", (Kind::RawText, BLOCK)),
+        (b"plaintext", (Kind::Plaintext, BLOCK)),
+        (b"p", (Kind::P, BLOCK | BREAKOUT | THROUGH)),
+        (b"li", (Kind::Li, BLOCK | BREAKOUT)),
+        (b"dd", (Kind::DdDt, BLOCK | BREAKOUT)),
+        (b"dt", (Kind::DdDt, BLOCK | BREAKOUT)),
+        (b"h1", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"h2", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"h3", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"h4", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"h5", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"h6", (Kind::Heading, BLOCK | BREAKOUT)),
+        (b"option", (Kind::Option, 0)),
+        (b"optgroup", (Kind::Optgroup, 0)),
+        (b"select", (Kind::Select, SPECIAL)),
+        (b"table", (Kind::Table, BLOCK | SCOPE | BREAKOUT)),
+        (b"td", (Kind::Cell, SPECIAL | SCOPE | MARKER)),
+        (b"th", (Kind::Cell, SPECIAL | SCOPE | MARKER)),
+        (b"tr", (Kind::Row, SPECIAL)),
+        (b"tbody", (Kind::Section, SPECIAL)),
+        (b"thead", (Kind::Section, SPECIAL)),
+        (b"tfoot", (Kind::Section, SPECIAL)),
+        (b"caption", (Kind::Caption, SPECIAL | SCOPE | MARKER)),
+        (b"colgroup", (Kind::Caption, SPECIAL)),
+        (b"button", (Kind::Button, SPECIAL)),
+        (b"form", (Kind::Form, BLOCK)),
+        (b"template", (Kind::Template, SPECIAL | SCOPE | MARKER)),
+        (b"rb", (Kind::Ruby, 0)),
+        (b"rp", (Kind::Ruby, 0)),
+        (b"rt", (Kind::Ruby, 0)),
+        (b"rtc", (Kind::Ruby, 0)),
+        (b"ul", (Kind::List, BLOCK | BREAKOUT)),
+        (b"ol", (Kind::List, BLOCK | BREAKOUT)),
+        (b"a", (Kind::A, FORMATTING)),
+        (b"nobr", (Kind::Nobr, FORMATTING | BREAKOUT)),
+        (b"svg", (Kind::Foreign, 0)),
+        (b"math", (Kind::Foreign, 0)),
+        (b"b", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"big", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"code", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"em", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"i", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"s", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"small", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"strike", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"strong", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"tt", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"u", (Kind::Other, FORMATTING | BREAKOUT)),
+        (b"font", (Kind::Other, FORMATTING)),
+        (b"applet", (Kind::Other, SPECIAL | SCOPE | MARKER)),
+        (b"marquee", (Kind::Other, SPECIAL | SCOPE | MARKER)),
+        (b"object", (Kind::Other, SPECIAL | SCOPE | MARKER)),
+        (b"address", (Kind::Other, BLOCK | BREAKOUT | THROUGH)),
+        (b"div", (Kind::Other, BLOCK | BREAKOUT | THROUGH)),
+        (b"article", (Kind::Other, BLOCK)),
+        (b"aside", (Kind::Other, BLOCK)),
+        (b"details", (Kind::Other, BLOCK)),
+        (b"dialog", (Kind::Other, BLOCK)),
+        (b"dir", (Kind::Other, BLOCK)),
+        (b"fieldset", (Kind::Other, BLOCK)),
+        (b"figcaption", (Kind::Other, BLOCK)),
+        (b"figure", (Kind::Other, BLOCK)),
+        (b"footer", (Kind::Other, BLOCK)),
+        (b"header", (Kind::Other, BLOCK)),
+        (b"hgroup", (Kind::Other, BLOCK)),
+        (b"main", (Kind::Other, BLOCK)),
+        (b"nav", (Kind::Other, BLOCK)),
+        (b"search", (Kind::Other, BLOCK)),
+        (b"section", (Kind::Other, BLOCK)),
+        (b"summary", (Kind::Other, BLOCK)),
+        (b"ruby", (Kind::Other, BREAKOUT)),
+        (b"span", (Kind::Other, BREAKOUT)),
+        (b"sub", (Kind::Other, BREAKOUT)),
+        (b"sup", (Kind::Other, BREAKOUT)),
+        (b"var", (Kind::Other, BREAKOUT)),
+    ]
+};
+
+/// The SVG and MathML elements whose children are HTML again.
+const INTEGRATION_POINTS: &[&[u8]] = &[
+    b"foreignobject",
+    b"desc",
+    b"title",
+    b"annotation-xml",
+    b"mi",
+    b"mo",
+    b"mn",
+    b"ms",
+    b"mtext",
+];
+
+/// The key of a lowercase tag name: the name itself, up to 8 bytes; a hash (FNV-1a, with the
+/// top bit set) of a longer one. A collision only makes the model a little less exact.
+const fn key(name: &[u8]) -> u64 {
+    if name.len() <= 8 {
+        let mut bytes = [0; 8];
+        let mut i = 0;
+        while i < name.len() {
+            bytes[i] = name[i];
+            i += 1;
         }
-        b"xmp" => (Kind::RawText, BLOCK),
-        b"plaintext" => (Kind::Plaintext, BLOCK),
-        b"p" => (Kind::P, BLOCK | BREAKOUT | THROUGH),
-        b"li" => (Kind::Li, BLOCK | BREAKOUT),
-        b"dd" | b"dt" => (Kind::DdDt, BLOCK | BREAKOUT),
-        b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => (Kind::Heading, BLOCK | BREAKOUT),
-        b"option" => (Kind::Option, 0),
-        b"optgroup" => (Kind::Optgroup, 0),
-        b"select" => (Kind::Select, SPECIAL),
-        b"table" => (Kind::Table, BLOCK | SCOPE | BREAKOUT),
-        b"td" | b"th" => (Kind::Cell, SPECIAL | SCOPE | MARKER),
-        b"tr" => (Kind::Row, SPECIAL),
-        b"tbody" | b"thead" | b"tfoot" => (Kind::Section, SPECIAL),
-        b"caption" => (Kind::Caption, SPECIAL | SCOPE | MARKER),
-        b"colgroup" => (Kind::Caption, SPECIAL),
-        b"button" => (Kind::Button, SPECIAL),
-        b"form" => (Kind::Form, BLOCK),
-        b"template" => (Kind::Template, SPECIAL | SCOPE | MARKER),
-        b"rb" | b"rp" | b"rt" | b"rtc" => (Kind::Ruby, 0),
-        b"ul" | b"ol" => (Kind::List, BLOCK | BREAKOUT),
-        b"a" => (Kind::A, FORMATTING),
-        b"nobr" => (Kind::Nobr, FORMATTING | BREAKOUT),
-        b"svg" | b"math" => (Kind::Foreign, 0),
-        b"b" | b"big" | b"code" | b"em" | b"i" | b"s" | b"small" | b"strike" | b"strong"
-        | b"tt" | b"u" => (Kind::Other, FORMATTING | BREAKOUT),
-        b"font" => (Kind::Other, FORMATTING),
-        b"applet" | b"marquee" | b"object" => (Kind::Other, SPECIAL | SCOPE | MARKER),
-        b"address" | b"div" => (Kind::Other, BLOCK | BREAKOUT | THROUGH),
-        b"blockquote" | b"center" | b"dl" | b"menu" | b"pre" | b"listing" => {
-            (Kind::Other, BLOCK | BREAKOUT)
+        return u64::from_le_bytes(bytes);
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < name.len() {
+        hash = (hash ^ name[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash | 1 << 63
+}
+
+/// `ELEMENTS` by key, open addressing in a table four times their number: one or two probes
+/// per tag.
+const SLOTS: usize = 512;
+
+const fn slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 55) as usize
+}
+
+static CLASSES: [(u64, (Kind, u16)); SLOTS] = {
+    let mut table = [(0, (Kind::Other, 0)); SLOTS];
+    let mut i = 0;
+    while i < ELEMENTS.len() {
+        let k = key(ELEMENTS[i].0);
+        let mut at = slot(k);
+        while table[at].0 != 0 {
+            at = (at + 1) % SLOTS;
         }
-        b"article" | b"aside" | b"details" | b"dialog" | b"dir" | b"fieldset" | b"figcaption"
-        | b"figure" | b"footer" | b"header" | b"hgroup" | b"main" | b"nav" | b"search"
-        | b"section" | b"summary" => (Kind::Other, BLOCK),
-        b"ruby" | b"span" | b"sub" | b"sup" | b"var" => (Kind::Other, BREAKOUT),
-        _ => (Kind::Other, 0),
+        table[at] = (k, ELEMENTS[i].1);
+        i += 1;
+    }
+    table
+};
+
+fn classify(key: u64) -> (Kind, u16) {
+    let mut at = slot(key);
+    loop {
+        match CLASSES[at] {
+            (0, _) => return (Kind::Other, 0),
+            (k, class) if k == key => return class,
+            _ => at = (at + 1) % SLOTS,
+        }
     }
 }
 
-/// The SVG and MathML elements whose children are HTML again.
-fn integration_point(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"foreignobject"
-            | b"desc"
-            | b"title"
-            | b"annotation-xml"
-            | b"mi"
-            | b"mo"
-            | b"mn"
-            | b"ms"
-            | b"mtext"
-    )
-}
-
-/// Longer tag names are custom elements, matched by their hash alone.
-const SHORT: usize = 16;
-
-/// A tag name as the tokenizer reads it: where it is, its lowercase form and what it names.
+/// A tag name as the tokenizer reads it: where it is, its key and what it names.
 struct Name {
     at: usize,
     len: usize,
-    short: [u8; SHORT],
-    hash: u64,
+    key: u64,
     kind: Kind,
     flags: u16,
 }
 
 impl Name {
     fn read(bytes: &[u8], at: usize) -> Self {
-        let len = bytes[at..]
-            .iter()
-            .position(|&b| is_space(b) || b == b'/' || b == b'>')
-            .unwrap_or(bytes.len() - at);
-        let mut short = [0; SHORT];
-        let mut hash = FNV_OFFSET;
-        for (i, b) in bytes[at..at + len].iter().enumerate() {
-            let b = b.to_ascii_lowercase();
-            if i < SHORT {
-                short[i] = b;
+        let mut len = 0;
+        let mut short = 0;
+        for &b in &bytes[at..] {
+            if CLASS[b as usize] & (SPACE | GT | SLASH) != 0 {
+                break;
             }
-            hash = fnv(hash, b);
+            if len < 8 {
+                short |= u64::from(b.to_ascii_lowercase()) << (8 * len);
+            }
+            len += 1;
         }
-        let (kind, flags) = if len <= SHORT {
-            classify(&short[..len])
-        } else {
-            (Kind::Other, 0)
+        let key = match len {
+            0..=8 => short,
+            _ => key(&bytes[at..at + len].to_ascii_lowercase()),
         };
+        let (kind, flags) = classify(key);
         Name {
             at,
             len,
-            short,
-            hash,
+            key,
             kind,
             flags,
         }
@@ -370,13 +483,9 @@ impl Name {
         self.at + self.len
     }
 
-    /// The lowercase name; empty for a long custom element's.
-    fn lower(&self) -> &[u8] {
-        if self.len <= SHORT {
-            &self.short[..self.len]
-        } else {
-            &[]
-        }
+    /// The lowercase name of an element whose text runs to its end tag (all are short).
+    fn lower(&self) -> [u8; 8] {
+        self.key.to_le_bytes()
     }
 }
 
@@ -392,7 +501,7 @@ enum Tag {
 /// One element on the model's stack.
 struct Entry {
     name: Tag,
-    hash: u64,
+    key: u64,
     kind: Kind,
     flags: u16,
     foreign: bool,
@@ -550,14 +659,14 @@ impl Model {
             None
         };
         let (flags, integration) = if foreign {
-            let integration = integration_point(name.lower());
+            let integration = INTEGRATION_POINTS.iter().any(|p| key(p) == name.key);
             (if integration { flag::SCOPE } else { 0 }, integration)
         } else {
             (name.flags, false)
         };
         self.push(Entry {
             name: Tag::Source(name.at..name.end()),
-            hash: name.hash,
+            key: name.key,
             // Inside SVG and MathML, HTML names mean nothing.
             kind: if foreign && name.kind != Kind::Foreign {
                 Kind::Other
@@ -628,7 +737,7 @@ impl Model {
     fn implied(&mut self, name: &'static str, kind: Kind) {
         self.push(Entry {
             name: Tag::Implied(name),
-            hash: name.bytes().fold(FNV_OFFSET, fnv),
+            key: key(name.as_bytes()),
             kind,
             flags: flag::SPECIAL,
             foreign: false,
@@ -726,8 +835,8 @@ impl Model {
     /// An end tag: pop what the parser would pop.
     fn end(&mut self, name: &Name) -> End {
         use flag::*;
-        let hash = name.hash;
-        let named = |e: &Entry| e.hash == hash;
+        let key = name.key;
+        let named = |e: &Entry| e.key == key;
         let target = match name.kind {
             // Nothing of that kind is open: the parser ignores the end tag.
             kind if kind != Kind::Other && !self.has(kind) => None,
@@ -784,13 +893,6 @@ impl Model {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a: tag names are short, and a collision only makes the model a little less exact.
-fn fnv(hash: u64, byte: u8) -> u64 {
-    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-}
-
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
 }
@@ -799,11 +901,12 @@ fn is_space(b: u8) -> bool {
 /// None when the document ends inside the tag. Quotes only count where an attribute value
 /// starts, as in the HTML tokenizer: `<p title=a"b>` ends at its `>`.
 fn tag_end(bytes: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let class = |i: usize| bytes.get(i).map(|&b| CLASS[b as usize]);
     loop {
-        while is_space(*bytes.get(i)?) {
+        while class(i)? == SPACE {
             i += 1;
         }
-        match bytes.get(i)? {
+        match bytes[i] {
             b'>' => return Some((i, false)),
             b'/' => {
                 i += 1;
@@ -816,30 +919,49 @@ fn tag_end(bytes: &[u8], mut i: usize) -> Option<(usize, bool)> {
         }
         // An attribute name: its first character may be `=`.
         i += 1;
-        while !matches!(bytes.get(i)?, b'/' | b'>' | b'=') && !is_space(bytes[i]) {
+        while class(i)? & (SPACE | GT | SLASH | EQ) == 0 {
             i += 1;
         }
-        while is_space(*bytes.get(i)?) {
+        while class(i)? == SPACE {
             i += 1;
         }
         if bytes[i] != b'=' {
             continue;
         }
         i += 1;
-        while is_space(*bytes.get(i)?) {
+        while class(i)? == SPACE {
             i += 1;
         }
         match bytes[i] {
             quote @ (b'"' | b'\'') => i = find(bytes, quote, i + 1)? + 1,
             b'>' => return Some((i, false)),
             _ => {
-                while bytes.get(i).is_some_and(|&b| b != b'>' && !is_space(b)) {
+                while class(i).is_some_and(|c| c & (SPACE | GT) == 0) {
                     i += 1;
                 }
             }
         }
     }
 }
+
+/// What the tokenizer makes of a byte inside a tag.
+const SPACE: u8 = 1;
+const GT: u8 = 2;
+const SLASH: u8 = 4;
+const EQ: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    class[b' ' as usize] = SPACE;
+    class[b'\t' as usize] = SPACE;
+    class[b'\n' as usize] = SPACE;
+    class[b'\r' as usize] = SPACE;
+    class[0x0c] = SPACE;
+    class[b'>' as usize] = GT;
+    class[b'/' as usize] = SLASH;
+    class[b'=' as usize] = EQ;
+    class
+};
 
 /// Where the comment whose text starts at `from` (just after `<!--`) ends.
 fn comment_end(bytes: &[u8], from: usize) -> Option<usize> {
@@ -886,21 +1008,18 @@ fn carries_data(attributes: &str) -> bool {
 }
 
 fn find(bytes: &[u8], needle: u8, from: usize) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| from + i)
+    let rest = bytes.get(from..)?;
+    // Most gaps between tags and most attribute values are short: look at those bytes one by
+    // one before paying for a vectorised search.
+    let near = rest.len().min(16);
+    if let Some(i) = rest[..near].iter().position(|&b| b == needle) {
+        return Some(from + i);
+    }
+    memchr::memchr(needle, &rest[near..]).map(|i| from + near + i)
 }
 
-fn find_seq(bytes: &[u8], needle: &[u8], mut from: usize) -> Option<usize> {
-    while let Some(i) = find(bytes, needle[0], from) {
-        if bytes.get(i..i + needle.len()) == Some(needle) {
-            return Some(i);
-        }
-        from = i + 1;
-    }
-    None
+fn find_seq(bytes: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    memchr::memmem::find(bytes.get(from..)?, needle).map(|i| from + i)
 }
 
 #[cfg(test)]
@@ -935,6 +1054,21 @@ mod tests {
             &prepared[..prepared.len().min(300)]
         );
         assert_eq!(tree(&prepared), tree(page));
+    }
+
+    #[test]
+    fn every_element_of_the_table_is_found_by_its_name_in_any_case() {
+        for (name, class) in ELEMENTS {
+            let upper = name.to_ascii_uppercase();
+            let read = Name::read(&[&upper[..], b">"].concat(), 0);
+            assert_eq!(
+                (read.kind, read.flags),
+                *class,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        assert_eq!(classify(key(b"custom-element")), (Kind::Other, 0));
     }
 
     #[test]

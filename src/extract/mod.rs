@@ -611,6 +611,38 @@ mod tests {
         );
     }
 
+    /// A value over `max_value_size` fails its field, optional or not: never cut short, never
+    /// null (which would read as a change).
+    #[test]
+    fn a_value_over_its_size_cap_fails_the_field() {
+        let page = format!("<p class=big>{}</p><h1>Title</h1>", "x".repeat(5_000));
+        let mut big = css_field("big", "p.big");
+        big.max_size = 4_096;
+        let mut optional = big.clone();
+        optional.name = "optional".into();
+        optional.required = false;
+        let err = extract(&[big.clone(), optional, css_field("title", "h1")], &page).unwrap_err();
+        let expected = FieldError::TooLarge {
+            size: 5_000,
+            limit: 4_096,
+        };
+        assert_eq!(err.fields().len(), 2, "{err}");
+        assert_eq!(err.fields()[0], ("big".into(), expected.clone()));
+        assert_eq!(err.fields()[1], ("optional".into(), expected));
+        assert_eq!(
+            err.fields()[0].1.to_string(),
+            "the value is 4.9 KiB (5000 bytes), over the field's 4 KiB limit (max_value_size): narrow the selector, add a regex or raise max_value_size"
+        );
+        big.max_size = 5_000;
+        assert_eq!(
+            extract(&[big], &page).unwrap()["big"]
+                .as_str()
+                .unwrap()
+                .len(),
+            5_000
+        );
+    }
+
     #[test]
     fn an_optional_field_that_matches_nothing_is_null() {
         let mut field = css_field("badge", ".badge");

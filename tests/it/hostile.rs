@@ -240,7 +240,7 @@ async fn hanging_urls_do_not_starve_a_healthy_one_on_the_same_host() {
     let router = Router::new()
         .route(
             "/hang/{n}",
-            axum::routing::get(|| std::future::pending::<&'static str>()),
+            axum::routing::get(std::future::pending::<&'static str>),
         )
         .route(
             "/ok",
