@@ -311,6 +311,15 @@ fields.stock = {{ css = "p.stock", regex = '\((\d+) available\)', type = "number
     )
 }
 
+/// A loopback port free right now, for a listener the daemon opens itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[derive(Debug)]
 pub struct Output {
     pub code: i32,

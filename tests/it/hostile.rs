@@ -11,14 +11,6 @@ use tokio::process::{Child, Command};
 
 use crate::fixtures::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A config with a webhook to `receiver`, the admin endpoint on `admin`, and `watchers`.
 fn setup_with_admin(receiver: &Receiver, admin: &str, watchers: &str) -> Setup {
     let setup = Setup::new(receiver, r#"["200ms"]"#, watchers);

@@ -363,14 +363,6 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
     samples
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     let (shop, receiver) = (Shop::start().await, Receiver::start().await);
