@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
-pub use gate::{Busy, HostPolicy};
+pub use gate::{Busy, HostPolicy, Limit};
 pub use proxy::{ProxyPool, ProxyUrl, Rotation};
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
