@@ -485,7 +485,7 @@ impl Deliverer {
         let sent = self
             .inner
             .client
-            .post(hook.url.clone())
+            .post(hook.url.expose().clone())
             .timeout(hook.timeout)
             .headers(hook.headers.clone())
             .header(CONTENT_TYPE, "application/json")

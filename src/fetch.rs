@@ -4,6 +4,7 @@
 mod decode;
 mod gate;
 mod proxy;
+mod redirect;
 mod retry;
 
 use std::collections::HashMap;
@@ -13,10 +14,12 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use url::Url;
+
+use crate::redact::SensitiveUrl;
 
 pub use gate::HostPolicy;
 pub use proxy::{ProxyPool, ProxyUrl, Rotation};
+use redirect::{Hop, Unusable};
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
 /// Requests in flight at once across all hosts (`daemon.max_concurrency`).
@@ -90,7 +93,7 @@ impl Validators {
 /// What one request for a page needs to know.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    pub url: &'a Url,
+    pub url: &'a SensitiveUrl,
     /// The whole exchange of one try, body included.
     pub timeout: Duration,
     pub max_body: u64,
@@ -103,7 +106,7 @@ pub struct Request<'a> {
 #[derive(Debug, Clone)]
 pub struct Page {
     /// Where the page ended up after redirects.
-    pub url: Url,
+    pub url: SensitiveUrl,
     pub body: String,
     pub validators: Validators,
 }
@@ -126,6 +129,8 @@ pub enum FetchError {
     TooLarge(u64),
     #[error("more than {MAX_REDIRECTS} redirects (a redirect loop?)")]
     TooManyRedirects,
+    #[error("HTTP {0} redirects to a location that is not an http:// or https:// URL")]
+    BadRedirect(StatusCode),
     #[error("{0}")]
     Transport(String),
 }
@@ -150,8 +155,6 @@ impl Failure {
         let transient = retry::is_transient_transport(&err);
         let error = if err.is_timeout() {
             FetchError::Timeout(timeout)
-        } else if err.is_redirect() {
-            FetchError::TooManyRedirects
         } else {
             // The URL is the watcher's own and already in every log line about it.
             let text = error_chain(&err.without_url());
@@ -224,7 +227,9 @@ impl Fetcher {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // `exchange` follows redirects itself, choosing what may reach another origin.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .connect_timeout(connect_timeout);
         builder = match proxy {
             Some(url) => builder.proxy(
@@ -299,32 +304,54 @@ impl Fetcher {
         let client = self
             .client(proxy, options.connect_timeout)
             .map_err(Failure::fatal)?;
-        let mut builder = client
-            .request(options.method.clone(), req.url.clone())
-            .headers(options.headers.clone());
-        if let Some(body) = &options.body {
-            builder = builder.body(body.clone());
-        }
+        let mut headers = options.headers.clone();
         if let Some(v) = req.validators {
             if let Some(etag) = v
                 .etag
                 .as_deref()
                 .and_then(|e| HeaderValue::from_str(e).ok())
             {
-                builder = builder.header(header::IF_NONE_MATCH, etag);
+                headers.insert(header::IF_NONE_MATCH, etag);
             }
             if let Some(date) = v
                 .last_modified
                 .as_deref()
                 .and_then(|d| HeaderValue::from_str(d).ok())
             {
-                builder = builder.header(header::IF_MODIFIED_SINCE, date);
+                headers.insert(header::IF_MODIFIED_SINCE, date);
             }
         }
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?;
+        let mut hop = Hop {
+            url: req.url.expose().clone(),
+            method: options.method.clone(),
+            headers,
+            body: options.body.clone(),
+        };
+        let mut redirects = 0;
+        let mut response = loop {
+            let mut builder = client
+                .request(hop.method.clone(), hop.url.clone())
+                .headers(hop.headers.clone());
+            if let Some(body) = &hop.body {
+                builder = builder.body(body.clone());
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?;
+            let status = response.status();
+            match hop.redirected(status, response.headers().get(header::LOCATION)) {
+                None => break response,
+                Some(Err(Unusable)) => return Err(Failure::fatal(FetchError::BadRedirect(status))),
+                Some(Ok(_)) if redirects == MAX_REDIRECTS => {
+                    return Err(Failure::fatal(FetchError::TooManyRedirects));
+                }
+                Some(Ok(next)) => {
+                    hop = next;
+                    redirects += 1;
+                }
+            }
+        };
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && req.validators.is_some() {
             return Ok(Fetched::NotModified);
@@ -345,7 +372,7 @@ impl Fetcher {
         if declared.is_some_and(|len| len > req.max_body) {
             return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
         }
-        let url = response.url().clone();
+        let url = SensitiveUrl::new(response.url().clone());
         let headers = response.headers();
         let text = |name| {
             headers
@@ -380,7 +407,7 @@ impl Fetcher {
 }
 
 /// Politeness is per origin host and port, whatever proxy a request goes through.
-pub fn host_key(url: &Url) -> String {
+pub fn host_key(url: &SensitiveUrl) -> String {
     format!(
         "{}:{}",
         url.host_str().unwrap_or(""),

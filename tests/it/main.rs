@@ -11,4 +11,5 @@ mod fixtures;
 mod pipeline;
 mod prices;
 mod receive;
+mod secrets;
 mod service;
