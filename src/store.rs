@@ -145,6 +145,12 @@ impl OutboxKey {
     }
 }
 
+/// The event id an outbox key ends with, after the webhook's name and the due time.
+fn outbox_event_id(key: &[u8]) -> Option<&[u8]> {
+    let name_end = key.iter().position(|&b| b == 0)?;
+    key.get(name_end + 1 + 8..)
+}
+
 /// Dead letters are keyed by event, then webhook, so replay by event id is a prefix scan.
 fn dead_key(d: &Delivery) -> Vec<u8> {
     let mut key = d.event_id.as_bytes().to_vec();
@@ -495,7 +501,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
-        for id in event_ids {
+        let mut seen = std::collections::HashSet::new();
+        // Whole ids only: a suffix would requeue whatever happens to end with it.
+        for id in event_ids.iter().filter(|id| seen.insert(id.as_str())) {
             let before = found.len();
             for entry in self.dead.scan_prefix([id.as_bytes(), &[0]].concat()) {
                 let (_, value) = entry?;
@@ -505,7 +513,7 @@ impl Store {
             }
             for entry in self.outbox.iter() {
                 let (key, value) = entry?;
-                if key.ends_with(id.as_bytes()) {
+                if outbox_event_id(&key) == Some(id.as_bytes()) {
                     found.push(Found::Queued(
                         OutboxKey(key.to_vec()),
                         serde_json::from_slice(&value)?,
@@ -764,6 +772,33 @@ mod tests {
         assert_eq!(store.replay_dead(now).unwrap().len(), 1);
         assert!(store.dead().unwrap().is_empty());
         assert_eq!(store.pending_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn replay_takes_whole_event_ids_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(600);
+        let mut waiting = delivery("evt_0193a6f2c1d87e405b", later);
+        waiting.attempts = 3;
+        store
+            .commit("w", &WatcherState::default(), &[waiting.clone()])
+            .await
+            .unwrap();
+        for id in ["5b", "", "evt_0193a6f2c1d87e40", "0193a6f2c1d87e405b"] {
+            let err = store.replay(&[id.to_owned()], now).unwrap_err();
+            assert!(matches!(err, StoreError::NotFound(_)), "{id:?}: {err}");
+        }
+        assert_eq!(
+            store.pending().unwrap(),
+            [waiting.clone()],
+            "nothing was requeued"
+        );
+        let whole = waiting.event_id.clone();
+        let replayed = store.replay(&[whole.clone(), whole], now).unwrap();
+        assert_eq!(replayed.len(), 1, "an id given twice is queued once");
+        assert_eq!((replayed[0].attempts, replayed[0].next_attempt), (0, now));
     }
 
     #[tokio::test]
