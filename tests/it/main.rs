@@ -8,6 +8,7 @@ mod delivery;
 mod demo;
 mod fetching;
 mod fixtures;
+mod output;
 mod pipeline;
 mod prices;
 mod receive;
