@@ -22,14 +22,13 @@ async fn into_closed_pipe(setup: &Setup, args: &[&str], stderr: bool) -> Output 
         .arg(setup.config())
         .args(args)
         .env("RUST_LOG", "warn");
-    let out = if stderr {
-        command.stdout(Stdio::piped()).stderr(closed_pipe())
+    if stderr {
+        command.stdout(Stdio::piped()).stderr(closed_pipe());
     } else {
-        command.stdout(closed_pipe()).stderr(Stdio::piped())
+        command.stdout(closed_pipe()).stderr(Stdio::piped());
     }
-    .output()
-    .await
-    .unwrap();
+    // Not `output()`, which would pipe stdout and stderr itself.
+    let out = command.spawn().unwrap().wait_with_output().await.unwrap();
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
