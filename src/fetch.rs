@@ -156,7 +156,7 @@ impl Failure {
         let error = if err.is_timeout() {
             FetchError::Timeout(timeout)
         } else {
-            // The URL is the watcher's own and already in every log line about it.
+            // The URL may hold credentials, and the watcher's name already says which page.
             let text = error_chain(&err.without_url());
             FetchError::Transport(match proxy {
                 Some(proxy) => proxy.scrub(text),
@@ -321,37 +321,13 @@ impl Fetcher {
                 headers.insert(header::IF_MODIFIED_SINCE, date);
             }
         }
-        let mut hop = Hop {
+        let first = Hop {
             url: req.url.expose().clone(),
             method: options.method.clone(),
             headers,
             body: options.body.clone(),
         };
-        let mut redirects = 0;
-        let mut response = loop {
-            let mut builder = client
-                .request(hop.method.clone(), hop.url.clone())
-                .headers(hop.headers.clone());
-            if let Some(body) = &hop.body {
-                builder = builder.body(body.clone());
-            }
-            let response = builder
-                .send()
-                .await
-                .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?;
-            let status = response.status();
-            match hop.redirected(status, response.headers().get(header::LOCATION)) {
-                None => break response,
-                Some(Err(Unusable)) => return Err(Failure::fatal(FetchError::BadRedirect(status))),
-                Some(Ok(_)) if redirects == MAX_REDIRECTS => {
-                    return Err(Failure::fatal(FetchError::TooManyRedirects));
-                }
-                Some(Ok(next)) => {
-                    hop = next;
-                    redirects += 1;
-                }
-            }
-        };
+        let mut response = follow_redirects(&client, first, req.timeout, proxy).await?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && req.validators.is_some() {
             return Ok(Fetched::NotModified);
@@ -403,6 +379,41 @@ impl Fetcher {
             body: decode::decode(body, content_type.as_deref()),
             validators,
         }))
+    }
+}
+
+/// Send `hop`, then each request its redirects ask for (see `redirect`), up to MAX_REDIRECTS;
+/// the answer that is not a redirect.
+async fn follow_redirects(
+    client: &reqwest::Client,
+    mut hop: Hop,
+    timeout: Duration,
+    proxy: Option<&ProxyUrl>,
+) -> Result<reqwest::Response, Failure> {
+    let mut redirects = 0;
+    loop {
+        let mut builder = client
+            .request(hop.method.clone(), hop.url.clone())
+            .headers(hop.headers.clone());
+        if let Some(body) = &hop.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Failure::from_reqwest(e, timeout, proxy))?;
+        let status = response.status();
+        match hop.redirected(status, response.headers().get(header::LOCATION)) {
+            None => return Ok(response),
+            Some(Err(Unusable)) => return Err(Failure::fatal(FetchError::BadRedirect(status))),
+            Some(Ok(_)) if redirects == MAX_REDIRECTS => {
+                return Err(Failure::fatal(FetchError::TooManyRedirects));
+            }
+            Some(Ok(next)) => {
+                hop = next;
+                redirects += 1;
+            }
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 //! only its redacted form, so the raw one takes a deliberate [`SensitiveUrl::expose`].
 //!
 //! The rule, in one place: the user name and password are replaced by one `***`; a query
-//! (or fragment) parameter's value is replaced by `***` when its name, split into words at
-//! `_`, `-`, `.`, spaces, brackets and lower-to-upper case changes, has a word that ends in one
-//! of [`SECRET_WORDS`]: `api_key`, `apiKey`, `access_token`, `X-Amz-Signature`, `sig`,
+//! (or fragment) parameter's value is replaced by `***` when its name, split into words at every
+//! character that is not a letter or digit and where lower case turns upper, has a word that ends
+//! in one of [`SECRET_WORDS`]: `api_key`, `apiKey`, `access_token`, `X-Amz-Signature`, `sig`,
 //! `client_secret`, `auth`, `password` and `sessionid` are all caught. A secret inside the path
 //! cannot be recognised: put it in `headers` instead.
 
@@ -98,17 +98,22 @@ fn parameters(text: &str) -> String {
             Some(pair) => (pair, &piece[pair.len()..]),
             None => (piece, ""),
         };
-        match pair.split_once('=') {
-            Some((name, value)) if !value.is_empty() && is_secret_name(&decoded(name)) => {
-                shown.push_str(name);
-                shown.push('=');
+        match secret_value(pair) {
+            Some(value) => {
+                shown.push_str(&pair[..pair.len() - value.len()]);
                 shown.push_str(MASK);
             }
-            _ => shown.push_str(pair),
+            None => shown.push_str(pair),
         }
         shown.push_str(separator);
     }
     shown
+}
+
+/// The value of a `name=value` parameter whose name marks a secret.
+fn secret_value(pair: &str) -> Option<&str> {
+    let (name, value) = pair.split_once('=')?;
+    (!value.is_empty() && is_secret_name(&decoded(name))).then_some(value)
 }
 
 /// A parameter name as a server reads it: `+` is a space, `%5F` an underscore.
@@ -120,7 +125,7 @@ fn decoded(name: &str) -> String {
 }
 
 /// Whether a query parameter of this name holds a secret (the module doc states the rule).
-pub fn is_secret_name(name: &str) -> bool {
+fn is_secret_name(name: &str) -> bool {
     words(name)
         .iter()
         .any(|word| SECRET_WORDS.iter().any(|secret| word.ends_with(secret)))
@@ -170,24 +175,19 @@ pub fn webhook_secrets(text: &str) -> String {
 
 /// Every secret of `url` found in `text` replaced by the mask: for messages from libraries
 /// (a proxy connector, say) that may quote what they were given.
-pub fn scrub(url: &Url, text: String) -> String {
-    let mut secrets: Vec<String> = [url.username(), url.password().unwrap_or("")]
+fn scrub(url: &Url, text: String) -> String {
+    let parameters = [url.query(), url.fragment()]
         .into_iter()
-        .map(str::to_owned)
-        .collect();
-    for part in [url.query(), url.fragment()].into_iter().flatten() {
-        for pair in part.split(['&', ';']) {
-            if let Some((name, value)) = pair.split_once('=')
-                && is_secret_name(&decoded(name))
-            {
-                secrets.push(value.to_owned());
-            }
-        }
-    }
+        .flatten()
+        .flat_map(|part| part.split(['&', ';']))
+        .filter_map(secret_value);
+    let secrets = [url.username(), url.password().unwrap_or("")]
+        .into_iter()
+        .chain(parameters);
     let mut text = text;
     // Shorter strings would match innocent text, and reveal little.
-    for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        text = text.replace(secret.as_str(), MASK);
+    for secret in secrets.filter(|s| s.len() >= 3) {
+        text = text.replace(secret, MASK);
     }
     text
 }
@@ -208,16 +208,8 @@ impl SensitiveUrl {
         &self.0
     }
 
-    pub fn scheme(&self) -> &str {
-        self.0.scheme()
-    }
-
     pub fn host_str(&self) -> Option<&str> {
         self.0.host_str()
-    }
-
-    pub fn port(&self) -> Option<u16> {
-        self.0.port()
     }
 
     pub fn port_or_known_default(&self) -> Option<u16> {

@@ -140,15 +140,20 @@ async fn gone_stops_at_once_and_marks_the_endpoint_failing_until_it_accepts_agai
     assert_eq!(receiver.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn retry_after_on_503_replaces_the_scheduled_delay() {
+/// One event queued, its next attempt put off 120 s by the receiver's 503 and Retry-After.
+async fn one_event_held_back() -> Setup {
     let (shop, receiver) = (Shop::start().await, Receiver::start().await);
     let setup = Setup::new(&receiver, r#"["1s", "1s"]"#, &widget(&shop));
     one_event_queued(&shop, &setup).await;
     receiver.answer(503);
     receiver.retry_after("120");
-
     setup.pagehook(&["once"]).await;
+    setup
+}
+
+#[tokio::test]
+async fn retry_after_on_503_replaces_the_scheduled_delay() {
+    let setup = one_event_held_back().await;
     let pending = deliveries(&setup, &["--pending"]).await;
     let next: DateTime<Utc> = pending[0]["next_attempt"]
         .as_str()
@@ -161,12 +166,7 @@ async fn retry_after_on_503_replaces_the_scheduled_delay() {
 
 #[tokio::test]
 async fn replay_takes_whole_event_ids_and_an_unknown_or_empty_one_changes_nothing() {
-    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
-    let setup = Setup::new(&receiver, r#"["1s", "1s"]"#, &widget(&shop));
-    one_event_queued(&shop, &setup).await;
-    receiver.answer(503);
-    receiver.retry_after("120");
-    setup.pagehook(&["once"]).await;
+    let setup = one_event_held_back().await;
     let before = deliveries(&setup, &["--pending"]).await;
     assert_eq!(before[0]["attempts"], 1, "{before:?}");
     let event_id = before[0]["event_id"].as_str().unwrap().to_owned();

@@ -324,12 +324,17 @@ pub fn binary() -> &'static str {
 
 /// Run the real binary to completion.
 pub async fn pagehook(config: &Path, args: &[&str]) -> Output {
+    pagehook_logging(config, args, "info").await
+}
+
+/// Run the real binary to completion, logging what `rust_log` (RUST_LOG) chooses.
+pub async fn pagehook_logging(config: &Path, args: &[&str], rust_log: &str) -> Output {
     let out = tokio::process::Command::new(binary())
         .arg("-c")
         .arg(config)
         .args(args)
         .env_remove("PAGEHOOK_CONFIG")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .output()
         .await
         .unwrap();

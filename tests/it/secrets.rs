@@ -37,19 +37,7 @@ async fn recording(answer: fn(&str) -> Response) -> (SocketAddr, Seen) {
 
 /// The real binary with every log line on, so a leak in any library's debug output shows.
 async fn traced(setup: &Setup, args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(binary())
-        .arg("-c")
-        .arg(setup.config())
-        .args(args)
-        .env("RUST_LOG", "trace")
-        .output()
-        .await
-        .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    pagehook_logging(&setup.config(), args, "trace").await
 }
 
 fn assert_no_secret(out: &Output, secrets: &[&str]) {
