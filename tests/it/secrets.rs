@@ -3,6 +3,7 @@
 //! headers never follow a redirect to another origin, and config errors do not echo secrets.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -52,7 +53,16 @@ fn assert_no_secret(out: &Output, secrets: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn url_credentials_are_fetched_with_but_shown_nowhere_and_sent_to_no_receiver() {
     static PRICE: Mutex<&str> = Mutex::new("$5.00");
+    static ANSWERED: AtomicBool = AtomicBool::new(false);
     let (shop, seen) = recording(|_| {
+        // The first answer is a transient failure, so the retry's log line is on trial too.
+        if !ANSWERED.swap(true, Ordering::SeqCst) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "0")],
+            )
+                .into_response();
+        }
         let price = *PRICE.lock().unwrap();
         (
             [(header::CONTENT_TYPE, "text/html")],
@@ -76,6 +86,10 @@ async fn url_credentials_are_fetched_with_but_shown_nowhere_and_sent_to_no_recei
 
     let baseline = traced(&setup, &["once"]).await;
     assert_eq!(baseline.code, 0, "{baseline:?}");
+    assert!(
+        baseline.stderr.contains("trying again"),
+        "retried: {baseline:?}"
+    );
     assert_no_secret(&baseline, &secrets);
     // What the shop was asked for is the real URL, credentials and all.
     let (uri, headers) = seen.lock().unwrap()[0].clone();
