@@ -17,7 +17,7 @@ use tracing::{error, info};
 
 use crate::config::Watcher;
 use crate::metrics;
-use crate::store::Store;
+use crate::store::{self, Store};
 
 /// The long-running parts whose death makes the daemon unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +115,13 @@ fn part(alive: bool) -> String {
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {
-    let store = match state.store.probe_writable().await {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => format!("not writable: {err}"),
+    // A failing store says since when and why, rather than fail the probe afresh each time.
+    let store = match state.store.health() {
+        store::Health::Writable => match state.store.probe_writable().await {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => format!("not writable: {err}"),
+        },
+        failing => format!("not writable: {failing}"),
     };
     let report = HealthReport {
         status: "ok",
