@@ -93,17 +93,18 @@ impl Log {
     /// Wait for the `n`th line from `from` on that `matches`; returns the index after it.
     async fn wait_for(&self, from: usize, n: usize, matches: impl Fn(&Value) -> bool) -> usize {
         let wait = async {
+            let (mut next, mut seen) = (from, 0);
             loop {
                 let arrived = self.arrived.notified();
                 {
                     let lines = self.lines.lock().unwrap();
-                    let mut seen = 0;
-                    for (i, line) in lines.iter().enumerate().skip(from) {
+                    for line in &lines[next..] {
+                        next += 1;
                         let json = serde_json::from_str(line).unwrap_or(Value::Null);
                         if matches(&json) {
                             seen += 1;
                             if seen == n {
-                                return i + 1;
+                                return next;
                             }
                         }
                     }
