@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::config::Watcher;
 use crate::metrics;
@@ -152,9 +152,14 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
         watchers.iter().map(|w| w.name.clone()).collect()
     };
     let (text, err) = metrics::scrape(&state.store, &names, Utc::now());
-    if let Some(err) = err {
-        // The counters are still worth serving; the store gauges keep their last values.
-        error!(error = %err, "cannot read the store for /metrics");
+    // The counters are still worth serving; the store gauges keep their last values. A failed
+    // store has said so once already, not once per scrape.
+    match err {
+        Some(err) if state.store.is_writable() => {
+            error!(error = %err, "cannot read the store for /metrics")
+        }
+        Some(err) => debug!(error = %err, "cannot read the store for /metrics"),
+        None => {}
     }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
