@@ -11,21 +11,17 @@ fn mode(path: &Path) -> u32 {
 
 /// `pagehook -c CONFIG ARGS` under the usual shell umask of 022, whatever this process's is.
 async fn under_umask_022(setup: &Setup, args: &str) -> Output {
-    let out = tokio::process::Command::new("sh")
+    tokio::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("umask 022 && exec \"$0\" -c \"$1\" {args}",))
+        .arg(format!("umask 022 && exec \"$0\" -c \"$1\" {args}"))
         .arg(binary())
         .arg(setup.config())
         .env_remove("PAGEHOOK_CONFIG")
         .env("RUST_LOG", "warn")
         .output()
         .await
-        .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .unwrap()
+        .into()
 }
 
 /// Everything in the state directory, and its mode.
