@@ -255,7 +255,8 @@ struct Shared {
 }
 
 impl Store {
-    /// Open the store in `dir`, creating the directory (private to this user) if it is missing.
+    /// Open the store in `dir`, creating the directory if it is missing. The directory is made
+    /// private to this user, and the process umask narrowed to 077 (see `private::prepare`).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         private::prepare(dir).map_err(|source| StoreError::Dir {
             path: dir.to_owned(),
