@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::config::Watcher;
 use crate::metrics;
-use crate::store::Store;
+use crate::store::{self, Store};
 
 /// The long-running parts whose death makes the daemon unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +117,13 @@ fn part(alive: bool) -> String {
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {
-    let store = match state.store.probe_writable().await {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => format!("not writable: {err}"),
+    // A failing store says since when and why, rather than fail the probe afresh each time.
+    let store = match state.store.health() {
+        store::Health::Writable => match state.store.probe_writable().await {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => format!("not writable: {err}"),
+        },
+        failing => format!("not writable: {failing}"),
     };
     let report = HealthReport {
         status: "ok",
@@ -147,9 +151,14 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 async fn metrics_text(State(state): State<AdminState>) -> Response {
     let watchers = state.watchers.read().expect("live watchers").clone();
     let (text, err) = metrics::scrape(&state.store, &watchers, Utc::now(), state.started);
-    if let Some(err) = err {
-        // The counters are still worth serving; the store gauges keep their last values.
-        error!(error = %err, "cannot read the store for /metrics");
+    // The counters are still worth serving; the store gauges keep their last values. A failed
+    // store has said so once already, not once per scrape.
+    match err {
+        Some(err) if state.store.is_writable() => {
+            error!(error = %err, "cannot read the store for /metrics")
+        }
+        Some(err) => debug!(error = %err, "cannot read the store for /metrics"),
+        None => {}
     }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

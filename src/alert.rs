@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use url::Url;
 
 use crate::extract::Values;
+use crate::redact::SensitiveUrl;
 
 pub const WATCH_FAILING: &str = "watch.failing";
 pub const WATCH_RECOVERED: &str = "watch.recovered";
@@ -28,7 +28,7 @@ pub struct Alert {
 /// What a `watch.failing` event says.
 pub struct Failing<'a> {
     pub watcher: &'a str,
-    pub url: &'a Url,
+    pub url: &'a SensitiveUrl,
     pub seq: u64,
     pub checked_at: DateTime<Utc>,
     pub consecutive_failures: u32,
@@ -52,7 +52,7 @@ pub fn failing(f: &Failing<'_>) -> Alert {
 /// What a `watch.recovered` event says.
 pub struct Recovered<'a> {
     pub watcher: &'a str,
-    pub url: &'a Url,
+    pub url: &'a SensitiveUrl,
     pub seq: u64,
     pub checked_at: DateTime<Utc>,
     /// The failures in a row that ended with this success.
@@ -105,7 +105,10 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-27T06:00:00Z")
             .unwrap()
             .to_utc();
-        let url = Url::parse("https://shop.example.com/widget").unwrap();
+        // The receiver is another system: the watcher's credentials stay here.
+        let url = "https://me:pw@shop.example.com/widget?sku=7&token=t0k"
+            .parse()
+            .unwrap();
         let alert = failing(&Failing {
             watcher: "acme-widget",
             url: &url,
@@ -120,7 +123,8 @@ mod tests {
         assert_eq!(
             body,
             json!({"type": "watch.failing", "timestamp": "2026-11-27T06:00:00Z",
-                   "data": {"watcher": "acme-widget", "url": "https://shop.example.com/widget",
+                   "data": {"watcher": "acme-widget",
+                            "url": "https://***@shop.example.com/widget?sku=7&token=***",
                             "seq": 7, "checked_at": "2026-11-27T06:00:00Z",
                             "consecutive_failures": 3, "error": "fetch failed: HTTP 503",
                             "last_success": null}})
@@ -140,6 +144,10 @@ mod tests {
         .unwrap();
         assert_eq!(body["type"], "watch.recovered");
         assert_eq!(body["data"]["failed_checks"], 4);
+        assert_eq!(
+            body["data"]["url"],
+            "https://***@shop.example.com/widget?sku=7&token=***"
+        );
         assert_eq!(body["data"]["values"], json!({"price": "5"}));
     }
 }

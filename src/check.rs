@@ -257,7 +257,7 @@ async fn read(
 pub fn fingerprint(watcher: &Watcher) -> String {
     let http = &watcher.http;
     let mut hash = Sha256::new();
-    hash.update(watcher.url.as_str());
+    hash.update(watcher.url.expose().as_str());
     hash.update([0]);
     hash.update(http.method.as_str());
     hash.update([0]);

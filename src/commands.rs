@@ -1,9 +1,12 @@
 //! The one-shot commands: each loads what it needs, does its job, prints, and returns the
 //! process exit code.
+//!
+//! Output goes through `out!` and `err!`, never `println!`, which panics when its reader has
+//! gone: `pagehook status | head -1` must end quietly, as other command-line tools do.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +19,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::check::{Checks, check_all, probe_explained};
-use crate::config::{self, Config, Loaded, Watcher};
+use crate::config::{self, Config, Diagnostic, Loaded, Watcher};
 use crate::control::{self, Request};
 use crate::deliver::{Deliverer, Tally};
 use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
+use crate::logging::{self, LogFormat};
 use crate::receive::{self, describe};
 use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
 use crate::status::{self, Deliveries, Replayed};
@@ -33,35 +37,90 @@ pub const EXIT_USAGE: u8 = 2;
 /// Checks `test` runs at once (it prints in config order).
 const CONCURRENCY: usize = 16;
 
-/// Load a config, printing its warnings, or print every error and return the exit code.
-pub fn load_config(path: &Path, error_code: u8) -> Result<Config, ExitCode> {
-    match config::load(path) {
-        Ok(Loaded { config, warnings }) => {
-            for warning in warnings {
-                eprintln!("{}", warning.as_warning());
-            }
-            Ok(config)
-        }
+/// A line on stdout. A failed write ends the command through `?`, and [`exit`] turns a reader
+/// that has gone away into a quiet end.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// A line on stderr; when stderr itself is gone, nobody is left to tell.
+macro_rules! err {
+    ($($arg:tt)*) => {
+        let _ = writeln!(io::stderr().lock(), $($arg)*);
+    };
+}
+
+/// A command's exit code, or the failed write to stdout that stopped it.
+pub type Printed = io::Result<ExitCode>;
+
+/// The process's exit code for what a command printed. A closed pipe (`| head -1`) means the
+/// reader has what it wanted: exit 0 without a word, as ripgrep does.
+pub fn exit(printed: Printed) -> ExitCode {
+    match printed {
+        Ok(code) => code,
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{err}");
-            Err(ExitCode::from(error_code))
+            err!("pagehook: cannot write the output: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config file a command reads, and how its problems are told.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// Under `--log-format json` each problem is a JSON log line with its place in fields.
+    pub log_format: LogFormat,
+}
+
+impl ConfigFile {
+    /// Load the config, telling its warnings, or tell every error and return `error_code`.
+    pub fn load(&self, error_code: u8) -> Result<Config, ExitCode> {
+        match config::load(&self.path) {
+            Ok(Loaded { config, warnings }) => {
+                for warning in &warnings {
+                    self.tell(warning, true);
+                }
+                Ok(config)
+            }
+            Err(err) => {
+                for error in &err.errors {
+                    self.tell(error, false);
+                }
+                Err(ExitCode::from(error_code))
+            }
+        }
+    }
+
+    fn tell(&self, problem: &Diagnostic, warning: bool) {
+        match (self.log_format, warning) {
+            (LogFormat::Json, _) => logging::config_problem(problem, warning),
+            (LogFormat::Human, true) => {
+                err!("{}", problem.as_warning());
+            }
+            (LogFormat::Human, false) => {
+                err!("{problem}");
+            }
         }
     }
 }
 
 /// `pagehook check`
-pub fn check_config(path: &Path) -> ExitCode {
-    match load_config(path, 1) {
+pub fn check_config(file: &ConfigFile) -> Printed {
+    match file.load(1) {
         Ok(config) => {
-            println!(
+            out!(
                 "{}: OK ({} watchers, {} webhooks)",
-                path.display(),
+                file.path.display(),
                 config.watchers.len(),
                 config.webhooks.len()
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Err(code) => code,
+        Err(code) => Ok(code),
     }
 }
 
@@ -75,7 +134,7 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, ExitCo
         .map(|name| {
             config.watcher(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = config.watchers.iter().map(|w| w.name.as_str()).collect();
-                eprintln!(
+                err!(
                     "unknown watcher `{name}`; the config has: {}",
                     known.join(", ")
                 );
@@ -125,14 +184,14 @@ pub struct OnceReport {
 }
 
 /// `pagehook once [WATCHER...]`
-pub async fn once(path: &Path, names: &[String]) -> ExitCode {
-    let config = match load_config(path, EXIT_CONFIG) {
+pub async fn once(file: &ConfigFile, names: &[String]) -> Printed {
+    let config = match file.load(EXIT_CONFIG) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let watchers = match select(&config, names) {
         Ok(watchers) => watchers,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let request = Request::Once {
         watchers: names.to_vec(),
@@ -152,8 +211,8 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
     let report: OnceReport = match report.await {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("pagehook once: {err:#}");
-            return ExitCode::FAILURE;
+            err!("pagehook once: {err:#}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     let Checks {
@@ -171,13 +230,13 @@ pub async fn once(path: &Path, names: &[String]) -> ExitCode {
         ),
         None => format!("{} queued for the running daemon", report.queued),
     };
-    println!(
+    out!(
         "checked {checked}: {changed} changed, {unchanged} unchanged, {quiet} quiet, {baseline} baseline, {failed} failed; {deliveries}"
     );
     if failed > 0 {
-        ExitCode::FAILURE
+        Ok(ExitCode::FAILURE)
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -190,10 +249,10 @@ pub enum Show {
 }
 
 /// `pagehook deliveries [--pending|--dead] [--json]`
-pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
-    let config = match load_config(path, 1) {
+pub async fn deliveries(file: &ConfigFile, show: Show, as_json: bool) -> Printed {
+    let config = match file.load(1) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let report = via_daemon_or_store(&config.state_dir, Request::Deliveries, |store| async move {
         Ok(Deliveries::read(&store)?)
@@ -201,8 +260,8 @@ pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
     let report = match report.await {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("pagehook deliveries: {err:#}");
-            return ExitCode::FAILURE;
+            err!("pagehook deliveries: {err:#}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     let pending = if show == Show::Dead {
@@ -217,16 +276,16 @@ pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
     };
     if as_json {
         for d in pending {
-            println!("{}", with_state(d, "pending"));
+            out!("{}", with_state(d, "pending"));
         }
         for d in dead {
-            println!("{}", with_state(d, "dead"));
+            out!("{}", with_state(d, "dead"));
         }
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     for d in pending {
-        println!(
+        out!(
             "pending  {}  webhook={} watcher={} attempts={} next={}  {}",
             d.event_id,
             d.webhook,
@@ -238,7 +297,7 @@ pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
     }
     for letter in dead {
         let d = &letter.delivery;
-        println!(
+        out!(
             "dead     {}  webhook={} watcher={} attempts={} died={}  {}",
             d.event_id,
             d.webhook,
@@ -249,7 +308,7 @@ pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
         );
     }
     if pending.is_empty() && dead.is_empty() {
-        println!(
+        out!(
             "no {}",
             match show {
                 Show::All => "pending deliveries and no dead letters",
@@ -259,19 +318,19 @@ pub async fn deliveries(path: &Path, show: Show, as_json: bool) -> ExitCode {
         );
     }
     for (webhook, failure) in &report.failing {
-        println!(
+        out!(
             "webhook `{webhook}` is failing since {}: {}",
             time(&failure.since),
             failure.reason
         );
     }
     if report.quarantined > 0 {
-        println!(
+        out!(
             "{} unreadable outbox entries were set aside in the `quarantine` tree",
             report.quarantined
         );
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn with_state(item: &impl Serialize, state: &str) -> serde_json::Value {
@@ -283,10 +342,16 @@ fn with_state(item: &impl Serialize, state: &str) -> serde_json::Value {
 }
 
 /// `pagehook replay EVENT_ID... | --dead`
-pub async fn replay(path: &Path, event_ids: &[String], dead: bool) -> ExitCode {
-    let config = match load_config(path, 1) {
+pub async fn replay(file: &ConfigFile, event_ids: &[String], dead: bool) -> Printed {
+    if event_ids.iter().any(|id| id.trim().is_empty()) {
+        err!(
+            "pagehook replay: an event id is empty; give whole ids (evt_...), as `pagehook deliveries` lists them"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let config = match file.load(1) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let request = Request::Replay {
         event_ids: event_ids.to_vec(),
@@ -298,36 +363,36 @@ pub async fn replay(path: &Path, event_ids: &[String], dead: bool) -> ExitCode {
     match replayed.await {
         Ok(replayed) => {
             for (event_id, webhook) in &replayed.queued {
-                println!("queued {event_id} for webhook `{webhook}`");
+                out!("queued {event_id} for webhook `{webhook}`");
             }
-            println!(
+            out!(
                 "{} deliveries queued; `pagehook run` or `pagehook once` sends them",
                 replayed.queued.len()
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("pagehook replay: {err:#}");
-            ExitCode::FAILURE
+            err!("pagehook replay: {err:#}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
 /// `pagehook test [WATCHER...] [--json]`
-pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
-    let config = match load_config(path, 1) {
+pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed {
+    let config = match file.load(1) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let watchers = match select(&config, names) {
         Ok(watchers) => watchers,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let fetcher = match Fetcher::with_concurrency(config.max_concurrency) {
         Ok(fetcher) => fetcher,
         Err(err) => {
-            eprintln!("pagehook test: {err}");
-            return ExitCode::FAILURE;
+            err!("pagehook test: {err}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     // Print in config order, each as soon as it and those before it are done.
@@ -353,35 +418,35 @@ pub async fn test(path: &Path, names: &[String], as_json: bool) -> ExitCode {
                 }
                 Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
             };
-            println!("{line}");
+            out!("{line}");
             continue;
         }
         match result {
             Ok(found) => {
-                println!("{name}: ok");
+                out!("{name}: ok");
                 let automatic = automatic_origins(watcher, &found);
                 for (field, value) in &found.values {
                     match automatic.get(field) {
-                        Some(origin) => println!("  {field} = {value}  (found in {origin})"),
-                        None => println!("  {field} = {value}"),
+                        Some(origin) => out!("  {field} = {value}  (found in {origin})"),
+                        None => out!("  {field} = {value}"),
                     }
                 }
             }
-            Err(err) => println!("{name}: FAILED: {err}"),
+            Err(err) => out!("{name}: FAILED: {err}"),
         }
     }
     if failed {
-        ExitCode::FAILURE
+        Ok(ExitCode::FAILURE)
     } else {
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     }
 }
 
 /// `pagehook status [--json]`
-pub async fn status(path: &Path, as_json: bool) -> ExitCode {
-    let config = match load_config(path, 1) {
+pub async fn status(file: &ConfigFile, as_json: bool) -> Printed {
+    let config = match file.load(1) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let watchers = config.watchers.clone();
     let report = via_daemon_or_store(&config.state_dir, Request::Status, |store| async move {
@@ -389,28 +454,28 @@ pub async fn status(path: &Path, as_json: bool) -> ExitCode {
     });
     match report.await {
         Ok(report) if as_json => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("plain data")
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Ok(report) => {
-            print!("{}", status::render_status(&report));
-            ExitCode::SUCCESS
+            out!("{}", status::render_status(&report).trim_end_matches('\n'));
+            Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("pagehook status: {err:#}");
-            ExitCode::FAILURE
+            err!("pagehook status: {err:#}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
 /// `pagehook history WATCHER [--limit N] [--json]`
-pub async fn history(path: &Path, watcher: &str, limit: usize, as_json: bool) -> ExitCode {
-    let config = match load_config(path, 1) {
+pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bool) -> Printed {
+    let config = match file.load(1) {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     let watchers = config.watchers.clone();
     let request = Request::History {
@@ -422,31 +487,31 @@ pub async fn history(path: &Path, watcher: &str, limit: usize, as_json: bool) ->
     });
     match report.await {
         Ok(Some(report)) if as_json => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("plain data")
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Ok(Some(report)) => {
-            print!("{}", status::render_history(&report));
-            ExitCode::SUCCESS
+            out!("{}", status::render_history(&report).trim_end_matches('\n'));
+            Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {
-            eprintln!(
+            err!(
                 "pagehook history: unknown watcher `{watcher}`: it is not in the config and the store has nothing for it"
             );
-            ExitCode::from(EXIT_USAGE)
+            Ok(ExitCode::from(EXIT_USAGE))
         }
         Err(err) => {
-            eprintln!("pagehook history: {err:#}");
-            ExitCode::FAILURE
+            err!("pagehook history: {err:#}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
 /// `pagehook demo [--duration D]`
-pub async fn demo(duration: Option<std::time::Duration>) -> ExitCode {
+pub async fn demo(duration: Option<std::time::Duration>) -> Printed {
     let options = demo::Options {
         duration,
         ..demo::Options::default()
@@ -460,30 +525,30 @@ pub async fn demo(duration: Option<std::time::Duration>) -> ExitCode {
         }
     };
     match demo::run(&options, shutdown, show).await {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) => {
-            eprintln!("pagehook demo: {err:#}");
-            ExitCode::FAILURE
+            err!("pagehook demo: {err:#}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
 /// `pagehook receive --secret S [--host H] [--port P] [--out FILE]`
-pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Path>) -> ExitCode {
+pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Path>) -> Printed {
     // Several secrets may also arrive whitespace-separated in one value, as from
     // $PAGEHOOK_SECRET; parse errors never echo the secret.
     let texts: Vec<&str> = secrets.iter().flat_map(|s| s.split_whitespace()).collect();
     if texts.is_empty() {
-        eprintln!("pagehook receive: --secret is empty");
-        return ExitCode::from(EXIT_USAGE);
+        err!("pagehook receive: --secret is empty");
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let mut parsed = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         match text.parse::<Secret>() {
             Ok(secret) => parsed.push(secret),
             Err(err) => {
-                eprintln!("pagehook receive: secret #{}: {err}", i + 1);
-                return ExitCode::from(EXIT_USAGE);
+                err!("pagehook receive: secret #{}: {err}", i + 1);
+                return Ok(ExitCode::from(EXIT_USAGE));
             }
         }
     }
@@ -495,8 +560,8 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
         {
             Ok(file) => Some(file),
             Err(err) => {
-                eprintln!("pagehook receive: cannot open {}: {err}", path.display());
-                return ExitCode::FAILURE;
+                err!("pagehook receive: cannot open {}: {err}", path.display());
+                return Ok(ExitCode::FAILURE);
             }
         },
         None => None,
@@ -504,15 +569,15 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
     let listener = match tokio::net::TcpListener::bind((host, port)).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("pagehook receive: cannot listen on {host}:{port}: {err}");
-            return ExitCode::FAILURE;
+            err!("pagehook receive: cannot listen on {host}:{port}: {err}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
-            eprintln!("pagehook receive: {err}");
-            return ExitCode::FAILURE;
+            err!("pagehook receive: {err}");
+            return Ok(ExitCode::FAILURE);
         }
     };
     let count = parsed.len();
@@ -521,7 +586,7 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
         tolerance_secs: DEFAULT_TOLERANCE_SECS,
         out: file,
     };
-    println!(
+    out!(
         "Listening on http://{addr}/ (any path) with {count} secret{}; answering 204 to verified webhooks, 401 to the rest.{} Ctrl-C stops.",
         if count == 1 { "" } else { "s" },
         out.map(|p| format!(" Appending events to {}.", p.display()))
@@ -538,28 +603,28 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
         }
     }
     match server.await {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(err)) => {
-            eprintln!("pagehook receive: {err}");
-            ExitCode::FAILURE
+            err!("pagehook receive: {err}");
+            Ok(ExitCode::FAILURE)
         }
         Err(err) => {
-            eprintln!("pagehook receive: the server panicked: {err}");
-            ExitCode::FAILURE
+            err!("pagehook receive: the server panicked: {err}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
 
 /// `pagehook secret`
-pub fn secret() -> ExitCode {
+pub fn secret() -> Printed {
     match Secret::generate() {
         Ok(secret) => {
-            println!("{}", secret.to_whsec());
-            ExitCode::SUCCESS
+            out!("{}", secret.to_whsec());
+            Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
-            eprintln!("pagehook secret: the operating system gave no random bytes: {err}");
-            ExitCode::FAILURE
+            err!("pagehook secret: the operating system gave no random bytes: {err}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! watchers.toml: raw serde types, defaults, validation, secret resolution, and the runtime
 //! types every other part reads. Nothing after load handles an unparsed string.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use scraper::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
@@ -18,6 +17,7 @@ use url::Url;
 use crate::extract::{DEFAULT_MAX_VALUE_SIZE, Field, FieldKind, Source, currency};
 use crate::fetch::HttpOptions;
 use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
+use crate::redact::{self, SensitiveUrl};
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 use crate::sign::Secret;
 
@@ -40,6 +40,7 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
+mod css;
 mod http;
 
 /// A loaded, validated configuration.
@@ -58,7 +59,7 @@ pub struct Config {
 #[derive(Clone, PartialEq)]
 pub struct Webhook {
     pub name: String,
-    pub url: Url,
+    pub url: SensitiveUrl,
     /// The first signs as the current secret; the rest keep receivers working while they rotate.
     pub secrets: Vec<Secret>,
     /// The delay before each retry; its length is the number of retries.
@@ -74,7 +75,7 @@ impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Webhook")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("url", &self.url)
             .field("secrets", &self.secrets)
             .field("retry", &self.retry)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
@@ -88,7 +89,7 @@ impl fmt::Debug for Webhook {
 #[derive(Debug, Clone)]
 pub struct Watcher {
     pub name: String,
-    pub url: Url,
+    pub url: SensitiveUrl,
     pub schedule: Schedule,
     /// This watcher's deterministic place within its schedule's period.
     pub offset: Duration,
@@ -184,6 +185,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
         env,
         errors: Vec::new(),
         warnings: Vec::new(),
+        reported: HashSet::new(),
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -191,7 +193,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
             // serde stops at the first shape error; semantic checks below report all at once.
             v.error(
                 err.span().unwrap_or(0..0),
-                err.message().trim_end().to_owned(),
+                without_quoted_strings(err.message().trim_end()),
             );
             return Err(ConfigError { errors: v.errors });
         }
@@ -428,10 +430,15 @@ struct Validator<'a> {
     env: &'a dyn Environment,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// What was reported, by kind, place and message: a key in [defaults] is checked again
+    /// for every watcher that inherits it, yet its problem is one problem.
+    reported: HashSet<(bool, usize, String)>,
 }
 
 impl Validator<'_> {
     fn diagnostic(&self, span: Range<usize>, message: String) -> Diagnostic {
+        // Messages quote what the user wrote, and a secret may sit under the wrong key.
+        let message = redact::webhook_secrets(&message);
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -445,13 +452,27 @@ impl Validator<'_> {
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = self.diagnostic(span, message.into());
-        self.errors.push(d);
+        if let Some(d) = self.first_report(false, span, message.into()) {
+            self.errors.push(d);
+        }
     }
 
     fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = self.diagnostic(span, message.into());
-        self.warnings.push(d);
+        if let Some(d) = self.first_report(true, span, message.into()) {
+            self.warnings.push(d);
+        }
+    }
+
+    /// The diagnostic, unless this one was reported already.
+    fn first_report(
+        &mut self,
+        warning: bool,
+        span: Range<usize>,
+        message: String,
+    ) -> Option<Diagnostic> {
+        self.reported
+            .insert((warning, span.start, message.clone()))
+            .then(|| self.diagnostic(span, message))
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
@@ -627,6 +648,9 @@ impl Validator<'_> {
                 if let Some(s) = &raw.secret {
                     (s.get_ref().clone().into_vec(), s.span())
                 } else if let Some(var) = &raw.secret_env {
+                    if self.names_a_secret("secret_env", var.get_ref(), var.span()) {
+                        return None;
+                    }
                     match self.env.var(var.get_ref()) {
                         Some(value) => (split_secrets(&value), var.span()),
                         None => {
@@ -637,12 +661,19 @@ impl Validator<'_> {
                         }
                     }
                 } else if let Some(name) = &raw.secret_credential {
+                    if self.names_a_secret("secret_credential", name.get_ref(), name.span()) {
+                        return None;
+                    }
                     match self.credential(name) {
                         Some(value) => (split_secrets(&value), name.span()),
                         None => return None,
                     }
                 } else {
                     let file = raw.secret_file.as_ref().expect("counted above");
+                    let named = file.get_ref().to_string_lossy();
+                    if self.names_a_secret("secret_file", &named, file.span()) {
+                        return None;
+                    }
                     let path = self.beside_config(file.get_ref());
                     match std::fs::read_to_string(&path) {
                         Ok(value) => (split_secrets(&value), file.span()),
@@ -681,6 +712,19 @@ impl Validator<'_> {
             }
         }
         (secrets.len() == texts.len()).then_some(secrets)
+    }
+
+    /// `secret_env`, `secret_file` and `secret_credential` name where the secret is kept; the
+    /// secret itself in their place is a slip worth naming (and never echoing).
+    fn names_a_secret(&mut self, key: &str, value: &str, span: Range<usize>) -> bool {
+        if !value.trim().starts_with(crate::sign::SECRET_PREFIX) {
+            return false;
+        }
+        let msg = format!(
+            "`{key}` names where the secret is kept, and this is the secret itself: move it to `secret`, or keep it elsewhere and name that"
+        );
+        self.error(span, msg);
+        true
     }
 
     /// A secret handed over by systemd's `LoadCredential=`: the file `name` in
@@ -1059,7 +1103,7 @@ impl Validator<'_> {
             );
         }
         if let Some(css) = &raw.css {
-            return match Selector::parse(css.get_ref()) {
+            return match css::selector(css.get_ref()) {
                 Ok(selector) => Some(Source::Css {
                     css: css.get_ref().clone(),
                     selector,
@@ -1171,18 +1215,21 @@ impl Validator<'_> {
         ok.then_some(rule)
     }
 
-    fn http_url(&mut self, raw: &Spanned<String>) -> Option<Url> {
+    fn http_url(&mut self, raw: &Spanned<String>) -> Option<SensitiveUrl> {
         match Url::parse(raw.get_ref()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(url)
+                Some(SensitiveUrl::new(url))
             }
-            Ok(url) => {
-                let msg = format!("URL `{url}` must be http:// or https:// with a host");
+            Ok(_) => {
+                let msg = format!(
+                    "URL `{}` must be http:// or https:// with a host",
+                    redact::url(raw.get_ref())
+                );
                 self.error(raw.span(), msg);
                 None
             }
             Err(err) => {
-                let msg = format!("invalid URL `{}`: {err}", raw.get_ref());
+                let msg = format!("invalid URL `{}`: {err}", redact::url(raw.get_ref()));
                 self.error(raw.span(), msg);
                 None
             }
@@ -1219,6 +1266,32 @@ impl Validator<'_> {
             n => n,
         }
     }
+}
+
+/// serde quotes a mistyped value back (`invalid type: string "whsec_...", expected a map`), and
+/// a value under the wrong key may be a secret; the message's place already points at it.
+fn without_quoted_strings(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut shown = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(QUOTED) {
+        shown.push_str(&rest[..start]);
+        shown.push_str("a string");
+        // Debug-escaped: a quote inside the value is `\"`.
+        let quoted = &rest[start + QUOTED.len()..];
+        let mut escaped = false;
+        let end = quoted
+            .char_indices()
+            .find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })
+            .map_or(quoted.len(), |(i, _)| i + 1);
+        rest = &quoted[end..];
+    }
+    shown.push_str(rest);
+    shown
 }
 
 /// Several secrets in one env var or file sit on separate lines (or are space-separated).
@@ -1443,6 +1516,127 @@ webhook = "b"
             "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"{leaked}\"\n"
         ));
         assert!(errs.iter().all(|e| !e.contains("c2VjcmV0")), "{errs:?}");
+    }
+
+    #[test]
+    fn config_errors_keep_their_place_and_lose_their_secrets() {
+        let errs = errors(&format!(
+            r#"[webhooks]
+secret = "{SECRET}"
+
+[webhooks.a]
+url = "https://bob:hunter2pw@/hook?token=t0ken"
+secret_env = "{SECRET}"
+
+[webhooks.b]
+url = "ftp://bob:hunter2pw@b.example/hook"
+secret_file = "{SECRET}"
+
+[webhooks.c]
+url = "https://c.example"
+secret_credential = "{SECRET}"
+"#
+        ));
+        let expect = ["watchers.toml:2:10: invalid type: a string, expected struct RawWebhook"];
+        assert_errors(&errs, &expect);
+        let errs = errors(&format!(
+            r#"[webhooks.a]
+url = "https://bob:hunter2pw@/hook?token=t0ken"
+secret_env = "{SECRET}"
+
+[webhooks.b]
+url = "ftp://bob:hunter2pw@b.example/hook"
+secret_file = "{SECRET}"
+
+[webhooks.c]
+url = "https://c.example"
+secret_credential = "{SECRET}"
+"#
+        ));
+        let expect = [
+            "watchers.toml:2:7: invalid URL `https://***@/hook?token=***`: empty host",
+            "watchers.toml:3:14: `secret_env` names where the secret is kept, and this is the secret itself",
+            "watchers.toml:6:7: URL `ftp://***@b.example/hook` must be http:// or https://",
+            "watchers.toml:7:15: `secret_file` names where the secret is kept",
+            "watchers.toml:11:21: `secret_credential` names where the secret is kept",
+        ];
+        assert_errors(&errs, &expect);
+        let errs = errors(&format!(
+            "{HOOK}[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.p = {{ css = \"p\", type = \"{SECRET}\" }}\n"
+        ));
+        assert_errors(&errs, &["watchers.toml:7:32: unknown variant `whsec_***`"]);
+        let secret = &SECRET["whsec_".len()..];
+        let mistakes = [
+            format!("[webhooks]\nsecret = \"{SECRET}\"\n"),
+            format!(
+                "[webhooks.a]\nurl = \"https://a.example\"\nretry = \"{SECRET}\"\nsecret = \"x\"\n"
+            ),
+            format!("[webhooks.a]\nurl = \"https://a.example\"\nheaders = \"{SECRET}\"\n"),
+            format!("[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"{SECRET}\"\n"),
+            format!("[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"x\\\"{SECRET}\"\n"),
+        ];
+        for text in mistakes {
+            let errs = errors(&text);
+            assert!(
+                errs.iter()
+                    .all(|e| e.starts_with("watchers.toml:") && !e.contains(secret)),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_with_credentials_print_redacted() {
+        let loaded = parse_text(&format!(
+            "[webhooks.a]\nurl = \"https://hook:pw1@a.example/in?token=t0k\"\nsecret = \"{SECRET}\"\n[[watchers]]\nname = \"w\"\nurl = \"https://me:pw2@s.example/p?api_key=k3y&id=7\"\nfields.t = {{ css = \"h1\" }}\n"
+        ))
+        .unwrap();
+        let config = &loaded.config;
+        let watcher = &config.watchers[0];
+        assert_eq!(
+            watcher.url.to_string(),
+            "https://***@s.example/p?api_key=***&id=7"
+        );
+        assert_eq!(
+            watcher.url.expose().as_str(),
+            "https://me:pw2@s.example/p?api_key=k3y&id=7"
+        );
+        let shown = format!("{config:?}");
+        for secret in ["pw1", "t0k", "pw2", "k3y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn a_problem_of_a_default_is_reported_once_not_per_watcher() {
+        let watchers: String = (0..5)
+            .map(|i| format!("[[watchers]]\nname = \"w{i}\"\nurl = \"https://s.example/{i}\"\n"))
+            .collect();
+        let loaded = parse_text(&format!(
+            "{HOOK}[defaults]\nbody = \"q=1\"\nschedule = \"every 10s\"\ntimeout = \"1m\"\nfields.t = {{ css = \"h1\" }}\n{watchers}"
+        ))
+        .unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("watchers.toml:5:8: `body` is sent with GET"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[1].starts_with("watchers.toml:6:12: timeout (1m) is longer"),
+            "{warnings:#?}"
+        );
+
+        let errs = errors(&format!(
+            "{HOOK}[defaults]\nfields.t = {{ css = \"div >\" }}\ntimeout = \"soon\"\n{watchers}"
+        ));
+        assert_errors(
+            &errs,
+            &[
+                "watchers.toml:5:20: invalid CSS selector `div >`: a combinator",
+                "watchers.toml:6:11: invalid duration `soon`",
+            ],
+        );
     }
 
     #[test]

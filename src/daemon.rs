@@ -69,6 +69,12 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
         "pagehook running"
     );
 
+    // A store that fails (a full disk) is opened again once it takes writes; until then
+    // checks fail saying why, deliveries wait and /healthz answers 503.
+    let keeper = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move { store.keep_open(stop).await }
+    });
     let mut worker = tokio::spawn({
         let (deliverer, stop) = (deliverer.clone(), stop.clone());
         let alive = health.alive(Part::Delivery);
@@ -167,6 +173,9 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             let _ = admin.await;
         }
     }
+    if let Err(err) = keeper.await {
+        warn!(error = %err, "the state store's keeper panicked");
+    }
     match control_socket.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -209,7 +218,8 @@ fn report_status(
             }
             notify(&[NotifyState::Status(&line)]);
         }
-        Err(err) => debug!(error = %err, "cannot build the status line"),
+        // Most likely the store failing: say so where the operator looks.
+        Err(err) => notify(&[NotifyState::Status(&err.to_string())]),
     }
 }
 
@@ -336,14 +346,18 @@ impl Scheduler {
     }
 
     /// When a watcher (new to this scheduler) runs first: after downtime, once now rather than
-    /// once per slot it missed.
-    fn first_run(&self, watcher: &Watcher, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-        let last = self.store.watcher_state(&watcher.name)?.last_check;
-        Ok(if watcher.schedule.is_overdue(last, now, watcher.offset) {
+    /// once per slot it missed. With the store failing, now: the check says why it cannot run.
+    fn first_run(&self, watcher: &Watcher, now: DateTime<Utc>) -> DateTime<Utc> {
+        let last = self
+            .store
+            .watcher_state(&watcher.name)
+            .ok()
+            .and_then(|state| state.last_check);
+        if watcher.schedule.is_overdue(last, now, watcher.offset) {
             now
         } else {
             watcher.schedule.next_after(now, watcher.offset)
-        })
+        }
     }
 
     fn enqueue(&mut self, name: &str, at: DateTime<Utc>) {
@@ -353,7 +367,7 @@ impl Scheduler {
         self.queue.insert((at, name.to_owned()));
     }
 
-    fn apply(&mut self, watchers: Vec<Arc<Watcher>>, now: DateTime<Utc>) -> anyhow::Result<()> {
+    fn apply(&mut self, watchers: Vec<Arc<Watcher>>, now: DateTime<Utc>) {
         let plan = plan(&self.watchers, &watchers);
         for name in &plan.removed {
             self.watchers.remove(name);
@@ -373,7 +387,7 @@ impl Scheduler {
             }
         }
         for name in rescheduled {
-            let at = self.first_run(&self.watchers[&name], now)?;
+            let at = self.first_run(&self.watchers[&name], now);
             self.enqueue(&name, at);
         }
         info!(
@@ -383,7 +397,6 @@ impl Scheduler {
             unchanged = plan.unchanged.len(),
             "watchers loaded"
         );
-        Ok(())
     }
 
     async fn run(
@@ -392,7 +405,7 @@ impl Scheduler {
         mut reloads: mpsc::Receiver<Vec<Arc<Watcher>>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        self.apply(watchers, Utc::now())?;
+        self.apply(watchers, Utc::now());
         let mut checks = JoinSet::new();
         let mut running = HashSet::new();
         loop {
@@ -402,7 +415,7 @@ impl Scheduler {
                 .map_or(Duration::from_secs(3600), |(at, _)| until(*at));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(watchers) = reloads.recv() => self.apply(watchers, Utc::now())?,
+                Some(watchers) = reloads.recv() => self.apply(watchers, Utc::now()),
                 Some(done) = checks.join_next(), if !checks.is_empty() => {
                     let (name, served) = done.context("a check panicked")?;
                     running.remove(&name);
@@ -609,29 +622,25 @@ mod tests {
             watchers(&text)
         };
 
-        scheduler
-            .apply(
-                tables(&[
-                    ("same", "every 5m"),
-                    ("sched", "every 5m"),
-                    ("gone", "every 5m"),
-                ]),
-                now,
-            )
-            .unwrap();
+        scheduler.apply(
+            tables(&[
+                ("same", "every 5m"),
+                ("sched", "every 5m"),
+                ("gone", "every 5m"),
+            ]),
+            now,
+        );
         assert_eq!(scheduler.next["same"], at("2026-11-27T06:05:00Z"));
 
         let later = now + chrono::TimeDelta::minutes(1);
-        scheduler
-            .apply(
-                tables(&[
-                    ("same", "every 5m"),
-                    ("sched", "every 1h"),
-                    ("new", "every 5m"),
-                ]),
-                later,
-            )
-            .unwrap();
+        scheduler.apply(
+            tables(&[
+                ("same", "every 5m"),
+                ("sched", "every 1h"),
+                ("new", "every 5m"),
+            ]),
+            later,
+        );
         assert_eq!(
             scheduler.next["same"],
             at("2026-11-27T06:05:00Z"),

@@ -2,9 +2,12 @@
 //! the outbox only after a 2xx, or for the dead letters after its last attempt.
 //!
 //! Each webhook has its own lane with its own concurrency limit, so a slow or dead endpoint
-//! only ever holds up its own deliveries.
+//! only ever holds up its own deliveries. While the store cannot be written every lane holds:
+//! an attempt whose outcome cannot be recorded is remembered here, and its entry is left alone
+//! until the store is back and the outcome is written, so a delivered event is never sent
+//! again by this process for want of a removal, and nothing loops.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,13 +19,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Webhook;
 use crate::fetch::{USER_AGENT, error_chain};
 use crate::metrics;
 use crate::sign::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
-use crate::store::{AttemptRecord, DeadLetter, Delivery, EndpointFailure, OutboxKey, Store};
+use crate::store::{
+    AttemptRecord, DeadLetter, Delivery, EndpointFailure, OutboxKey, Store, StoreError,
+};
 
 /// How far each retry delay is spread, either way, so events that failed together do not all
 /// come back at the same instant.
@@ -130,6 +135,24 @@ pub struct Tally {
     pub dead: usize,
 }
 
+/// An attempt's outcome that the store could not take.
+#[derive(Debug, Clone)]
+enum Owed {
+    Remove,
+    Reschedule(Delivery),
+    Bury(DeadLetter),
+}
+
+impl Owed {
+    fn name(&self) -> &'static str {
+        match self {
+            Owed::Remove => "remove",
+            Owed::Reschedule(_) => "reschedule",
+            Owed::Bury(_) => "bury",
+        }
+    }
+}
+
 /// A cheap-to-clone handle on the outbox worker.
 #[derive(Clone)]
 pub struct Deliverer {
@@ -143,6 +166,8 @@ struct Inner {
     // Std mutexes: each is held for a map or set operation, never across an await.
     lanes: Mutex<BTreeMap<String, Arc<Notify>>>,
     in_flight: Mutex<HashSet<OutboxKey>>,
+    /// Outcomes to write once the store takes writes again, with their webhook's name.
+    owed: Mutex<HashMap<OutboxKey, (String, Owed)>>,
 }
 
 impl Deliverer {
@@ -160,6 +185,7 @@ impl Deliverer {
                 webhooks: watch::Sender::new(webhooks),
                 lanes: Mutex::new(BTreeMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
+                owed: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -276,17 +302,29 @@ impl Deliverer {
         let slots = Arc::new(Semaphore::new(hook.concurrency));
         let mut attempts = JoinSet::new();
         loop {
-            let mut store_error = false;
-            while let Ok(slot) = slots.clone().try_acquire_owned() {
+            if !self.inner.store.is_writable() {
+                // The store logged its failure once; every lane waits for it to come back.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.inner.store.writable() => {}
+                    Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+                }
+                continue;
+            }
+            let mut store_error = !self.settle(&hook.name);
+            while !store_error {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
                 let next = self
                     .inner
                     .store
-                    .first_due(&hook.name, Utc::now(), |key| self.is_in_flight(key));
+                    .first_due(&hook.name, Utc::now(), |key| self.is_busy(key));
                 let (key, delivery) = match next {
                     Ok(Some(next)) => next,
                     Ok(None) => break,
                     Err(err) => {
-                        error!(webhook = hook.name.as_str(), error = %err, "cannot read the outbox");
+                        self.outbox_unreadable(&hook.name, &err);
                         store_error = true;
                         break;
                     }
@@ -299,13 +337,16 @@ impl Deliverer {
                     this.set_in_flight(&key, false);
                 });
             }
+            if store_error && !self.inner.store.is_writable() {
+                continue;
+            }
             let now = Utc::now();
             let sleep = match self.inner.store.next_due_after(&hook.name, now) {
                 _ if store_error => Duration::from_secs(5),
                 Ok(Some(at)) => (at - now).to_std().unwrap_or_default(),
                 Ok(None) => Duration::from_secs(3600),
                 Err(err) => {
-                    error!(webhook = hook.name.as_str(), error = %err, "cannot read the outbox");
+                    self.outbox_unreadable(&hook.name, &err);
                     Duration::from_secs(5)
                 }
             };
@@ -336,12 +377,71 @@ impl Deliverer {
         }
     }
 
-    fn is_in_flight(&self, key: &OutboxKey) -> bool {
+    /// A failure that closed the store was logged by the store; anything else (a damaged
+    /// record) is logged here.
+    fn outbox_unreadable(&self, webhook: &str, err: &StoreError) {
+        if self.inner.store.is_writable() {
+            error!(webhook, error = %err, "cannot read the outbox");
+        } else {
+            debug!(webhook, error = %err, "cannot read the outbox");
+        }
+    }
+
+    /// An entry this process is sending, or whose outcome it has yet to record.
+    fn is_busy(&self, key: &OutboxKey) -> bool {
         self.inner
             .in_flight
             .lock()
             .expect("in-flight set")
             .contains(key)
+            || self
+                .inner
+                .owed
+                .lock()
+                .expect("owed writes")
+                .contains_key(key)
+    }
+
+    /// The store could not take an attempt's outcome: keep it, and the entry out of the lanes'
+    /// hands, until it can.
+    fn owe(&self, key: &OutboxKey, delivery: &Delivery, write: Owed, err: &StoreError) {
+        warn!(
+            event_id = delivery.event_id.as_str(),
+            webhook = delivery.webhook.as_str(),
+            write = write.name(),
+            error = %err,
+            "cannot record the attempt's outcome; it is recorded once the state store is back"
+        );
+        self.inner
+            .owed
+            .lock()
+            .expect("owed writes")
+            .insert(key.clone(), (delivery.webhook.clone(), write));
+    }
+
+    /// Record the outcomes `webhook`'s attempts owe the store. False if the store still fails.
+    fn settle(&self, webhook: &str) -> bool {
+        let owed: Vec<(OutboxKey, Owed)> = {
+            let owed = self.inner.owed.lock().expect("owed writes");
+            owed.iter()
+                .filter(|(_, (name, _))| name == webhook)
+                .map(|(key, (_, write))| (key.clone(), write.clone()))
+                .collect()
+        };
+        for (key, write) in owed {
+            let store = &self.inner.store;
+            let done = match &write {
+                Owed::Remove => store.delivered(&key),
+                Owed::Reschedule(delivery) => store.reschedule(&key, delivery),
+                Owed::Bury(letter) => store.bury(&key, letter),
+            };
+            if let Err(err) = done {
+                debug!(webhook, write = write.name(), error = %err, "cannot record an attempt's outcome yet");
+                return false;
+            }
+            self.inner.owed.lock().expect("owed writes").remove(&key);
+        }
+        true
     }
 
     fn set_in_flight(&self, key: &OutboxKey, on: bool) {
@@ -413,7 +513,7 @@ impl Deliverer {
             Verdict::Delivered => {
                 info!(event_id, webhook, status, attempt, "delivered");
                 if let Err(err) = self.inner.store.delivered(key) {
-                    error!(event_id, error = %err, "delivered, but the outbox entry could not be removed; it will be sent again");
+                    self.owe(key, &delivery, Owed::Remove, &err);
                 }
                 self.endpoint_recovered(webhook);
                 Attempted::Delivered
@@ -442,7 +542,7 @@ impl Deliverer {
                     "delivery failed"
                 );
                 if let Err(err) = self.inner.store.reschedule(key, &delivery) {
-                    error!(event_id, error = %err, "cannot reschedule; the entry stays due");
+                    self.owe(key, &delivery, Owed::Reschedule(delivery.clone()), &err);
                 }
                 Attempted::Retrying
             }
@@ -485,7 +585,7 @@ impl Deliverer {
         let sent = self
             .inner
             .client
-            .post(hook.url.clone())
+            .post(hook.url.expose().clone())
             .timeout(hook.timeout)
             .headers(hook.headers.clone())
             .header(CONTENT_TYPE, "application/json")
@@ -545,7 +645,7 @@ impl Deliverer {
             reason,
         };
         if let Err(err) = self.inner.store.bury(key, &letter) {
-            error!(event_id = letter.delivery.event_id.as_str(), error = %err, "cannot move the entry to the dead letters; it stays queued");
+            self.owe(key, &letter.delivery, Owed::Bury(letter.clone()), &err);
         }
         Attempted::Dead
     }
@@ -573,6 +673,7 @@ struct Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::WatcherState;
 
     const SCHEDULE: [Duration; 3] = [
         Duration::from_secs(5),
@@ -684,5 +785,113 @@ mod tests {
             );
         }
         assert!(matches!(verdict(410), Verdict::Stop { .. }));
+    }
+
+    /// One entry due now, and a receiver that answers `status` after the disk fills up under
+    /// the attempt (the store fails while the POST is in flight). Returns the request count.
+    async fn an_attempt_while_the_store_fails(
+        status: u16,
+    ) -> (
+        Arc<std::sync::atomic::AtomicUsize>,
+        Store,
+        tempfile::TempDir,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let delivery = Delivery {
+            event_id: "evt_1".into(),
+            webhook: "hook".into(),
+            watcher: "w".into(),
+            payload: "{}".into(),
+            created_at: now,
+            attempts: 0,
+            next_attempt: now,
+            history: Vec::new(),
+        };
+        store
+            .commit("w", &WatcherState::default(), &[delivery])
+            .await
+            .unwrap();
+
+        let requests = Arc::new(AtomicUsize::new(0));
+        let router = axum::Router::new().fallback({
+            let (requests, store) = (requests.clone(), store.clone());
+            move || async move {
+                if requests.fetch_add(1, Ordering::SeqCst) == 0 {
+                    store.fail_as_if("No space left on device");
+                }
+                StatusCode::from_u16(status).unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let hook = Webhook {
+            name: "hook".into(),
+            url: url.parse().unwrap(),
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse().unwrap()],
+            retry: vec![Duration::from_secs(3600)],
+            headers: Default::default(),
+            timeout: Duration::from_secs(5),
+            concurrency: 4,
+        };
+        let deliverer =
+            Deliverer::new(store.clone(), [("hook".into(), Arc::new(hook))].into()).unwrap();
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn({
+            let (deliverer, stop) = (deliverer.clone(), stop.clone());
+            async move { deliverer.run(stop, Duration::from_secs(1)).await }
+        });
+        // The attempt has ended once its outcome waits for the store.
+        let owed = async {
+            while deliverer.inner.owed.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), owed)
+            .await
+            .expect("the outcome is owed");
+        assert!(!store.is_writable());
+
+        // The disk has room again: the lane records the outcome before it picks anything.
+        store.reopen().await.unwrap();
+        let recorded = async {
+            while !deliverer.inner.owed.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), recorded)
+            .await
+            .expect("the outcome is recorded");
+        stop.cancel();
+        worker.await.unwrap();
+        (requests, store, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_delivery_whose_removal_failed_is_removed_once_the_store_is_back_never_resent() {
+        let (requests, store, _dir) = an_attempt_while_the_store_fails(204).await;
+        assert_eq!(store.pending_count(), 0, "removed after the reopen");
+        assert_eq!(
+            requests.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "delivered once, not again for want of a removal"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_attempt_that_could_not_be_rescheduled_keeps_its_backoff() {
+        let (requests, store, _dir) = an_attempt_while_the_store_fails(503).await;
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let pending = store.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].attempts, 1);
+        assert_eq!(pending[0].history[0].status, Some(503));
+        assert!(
+            pending[0].next_attempt > Utc::now() + chrono::TimeDelta::minutes(50),
+            "rescheduled an hour out, not due at once"
+        );
     }
 }

@@ -828,7 +828,7 @@ mod tests {
         let mut tent = products[4].clone();
         let watcher = config.watcher(tent.slug).unwrap();
         assert_eq!(
-            watcher.url.as_str(),
+            watcher.url.expose().as_str(),
             "http://127.0.0.1:4000/products/ultralight-tent"
         );
         let values = crate::extract::extract(&watcher.fields, &product_page(&tent)).unwrap();

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use url::Url;
 
 use crate::extract::Values;
 use crate::notify::{self, Rules};
+use crate::redact::SensitiveUrl;
 
 pub const WATCH_CHANGED: &str = "watch.changed";
 
@@ -134,7 +134,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventData {
     pub watcher: String,
-    pub url: Url,
+    /// Redacted when serialised: a receiver never sees the watcher's credentials.
+    pub url: SensitiveUrl,
     pub seq: u64,
     #[serde(with = "rfc3339")]
     pub checked_at: DateTime<Utc>,
@@ -146,7 +147,7 @@ impl Event {
     /// A `watch.changed` event with a fresh, time-ordered id.
     pub fn changed(
         watcher: &str,
-        url: &Url,
+        url: &SensitiveUrl,
         seq: u64,
         checked_at: DateTime<Utc>,
         changes: Changes,
@@ -250,7 +251,10 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-27T06:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let url = Url::parse("https://shop.example.com/widget").unwrap();
+        // The receiver is another system: the watcher's credentials stay here.
+        let url = "https://shop.example.com/widget?api_key=s3cret"
+            .parse()
+            .unwrap();
         let changes: Changes = [(
             "price".to_string(),
             Change::new(json!("1299.99"), json!("1199.99"), false),
@@ -273,7 +277,7 @@ mod tests {
                 "timestamp": "2026-11-27T06:00:00Z",
                 "data": {
                     "watcher": "acme-widget",
-                    "url": "https://shop.example.com/widget",
+                    "url": "https://shop.example.com/widget?api_key=***",
                     "seq": 42,
                     "checked_at": "2026-11-27T06:00:00Z",
                     "changes": {"price": {"old": "1299.99", "new": "1199.99"}},

@@ -4,6 +4,7 @@
 mod decode;
 mod gate;
 mod proxy;
+mod redirect;
 mod retry;
 
 use std::collections::HashMap;
@@ -15,10 +16,12 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
-use url::Url;
+
+use crate::redact::SensitiveUrl;
 
 pub use gate::{Busy, HostPolicy, Limit};
 pub use proxy::{ProxyPool, ProxyUrl, Rotation};
+use redirect::{Hop, Unusable};
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
 /// Requests in flight at once across all hosts (`daemon.max_concurrency`).
@@ -92,7 +95,7 @@ impl Validators {
 /// What one request for a page needs to know.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
-    pub url: &'a Url,
+    pub url: &'a SensitiveUrl,
     /// The whole fetch: waiting for a slot, every try, body included, and the pauses between.
     pub timeout: Duration,
     /// When `timeout` runs out.
@@ -109,7 +112,7 @@ pub struct Request<'a> {
 #[derive(Debug, Clone)]
 pub struct Page {
     /// Where the page ended up after redirects.
-    pub url: Url,
+    pub url: SensitiveUrl,
     pub body: String,
     pub validators: Validators,
 }
@@ -135,6 +138,8 @@ pub enum FetchError {
     TooLarge(u64),
     #[error("more than {MAX_REDIRECTS} redirects (a redirect loop?)")]
     TooManyRedirects,
+    #[error("HTTP {0} redirects to a location that is not an http:// or https:// URL")]
+    BadRedirect(StatusCode),
     #[error("{0}")]
     Transport(String),
 }
@@ -159,10 +164,8 @@ impl Failure {
         let transient = retry::is_transient_transport(&err);
         let error = if err.is_timeout() {
             FetchError::Timeout(timeout)
-        } else if err.is_redirect() {
-            FetchError::TooManyRedirects
         } else {
-            // The URL is the watcher's own and already in every log line about it.
+            // The URL may hold credentials, and the watcher's name already says which page.
             let text = error_chain(&err.without_url());
             FetchError::Transport(match proxy {
                 Some(proxy) => proxy.scrub(text),
@@ -233,7 +236,9 @@ impl Fetcher {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // `exchange` follows redirects itself, choosing what may reach another origin.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .connect_timeout(connect_timeout);
         builder = match proxy {
             Some(url) => builder.proxy(
@@ -314,32 +319,30 @@ impl Fetcher {
         let client = self
             .client(proxy, options.connect_timeout)
             .map_err(Failure::fatal)?;
-        let mut builder = client
-            .request(options.method.clone(), req.url.clone())
-            .headers(options.headers.clone());
-        if let Some(body) = &options.body {
-            builder = builder.body(body.clone());
-        }
+        let mut headers = options.headers.clone();
         if let Some(v) = req.validators {
             if let Some(etag) = v
                 .etag
                 .as_deref()
                 .and_then(|e| HeaderValue::from_str(e).ok())
             {
-                builder = builder.header(header::IF_NONE_MATCH, etag);
+                headers.insert(header::IF_NONE_MATCH, etag);
             }
             if let Some(date) = v
                 .last_modified
                 .as_deref()
                 .and_then(|d| HeaderValue::from_str(d).ok())
             {
-                builder = builder.header(header::IF_MODIFIED_SINCE, date);
+                headers.insert(header::IF_MODIFIED_SINCE, date);
             }
         }
-        let mut response = builder
-            .send()
-            .await
-            .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?;
+        let first = Hop {
+            url: req.url.expose().clone(),
+            method: options.method.clone(),
+            headers,
+            body: options.body.clone(),
+        };
+        let mut response = follow_redirects(&client, first, req.timeout, proxy).await?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED && req.validators.is_some() {
             return Ok(Fetched::NotModified);
@@ -360,7 +363,7 @@ impl Fetcher {
         if declared.is_some_and(|len| len > req.max_body) {
             return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
         }
-        let url = response.url().clone();
+        let url = SensitiveUrl::new(response.url().clone());
         let headers = response.headers();
         let text = |name| {
             headers
@@ -394,8 +397,43 @@ impl Fetcher {
     }
 }
 
+/// Send `hop`, then each request its redirects ask for (see `redirect`), up to MAX_REDIRECTS;
+/// the answer that is not a redirect.
+async fn follow_redirects(
+    client: &reqwest::Client,
+    mut hop: Hop,
+    timeout: Duration,
+    proxy: Option<&ProxyUrl>,
+) -> Result<reqwest::Response, Failure> {
+    let mut redirects = 0;
+    loop {
+        let mut builder = client
+            .request(hop.method.clone(), hop.url.clone())
+            .headers(hop.headers.clone());
+        if let Some(body) = &hop.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| Failure::from_reqwest(e, timeout, proxy))?;
+        let status = response.status();
+        match hop.redirected(status, response.headers().get(header::LOCATION)) {
+            None => return Ok(response),
+            Some(Err(Unusable)) => return Err(Failure::fatal(FetchError::BadRedirect(status))),
+            Some(Ok(_)) if redirects == MAX_REDIRECTS => {
+                return Err(Failure::fatal(FetchError::TooManyRedirects));
+            }
+            Some(Ok(next)) => {
+                hop = next;
+                redirects += 1;
+            }
+        }
+    }
+}
+
 /// Politeness is per origin host and port, whatever proxy a request goes through.
-pub fn host_key(url: &Url) -> String {
+pub fn host_key(url: &SensitiveUrl) -> String {
     format!(
         "{}:{}",
         url.host_str().unwrap_or(""),

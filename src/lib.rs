@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod receive;
+pub mod redact;
 pub mod schedule;
 pub mod sign;
 pub mod status;

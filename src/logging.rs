@@ -6,6 +6,8 @@ use std::os::unix::fs::MetadataExt;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::Diagnostic;
+
 /// `--log-format`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -26,6 +28,19 @@ pub fn init(format: LogFormat, default: &str) {
         (LogFormat::Json, _) => builder.json().init(),
         (LogFormat::Human, true) => builder.without_time().with_ansi(false).init(),
         (LogFormat::Human, false) => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// A config problem as one log event, its place in fields of its own: under `--log-format json`
+/// `{"level":"ERROR","fields":{"message":..,"file":..,"line":..,"column":..},..}`, so a log
+/// shipper reads it like any other line.
+pub fn config_problem(problem: &Diagnostic, warning: bool) {
+    let file = problem.file.display();
+    let (line, column, message) = (problem.line, problem.column, problem.message.as_str());
+    if warning {
+        tracing::warn!(target: "pagehook::config", %file, line, column, "{message}");
+    } else {
+        tracing::error!(target: "pagehook::config", %file, line, column, "{message}");
     }
 }
 

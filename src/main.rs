@@ -1,10 +1,11 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use pagehook::commands::{self, EXIT_CONFIG, Show};
+use pagehook::commands::{self, ConfigFile, EXIT_CONFIG, Show};
 use pagehook::daemon;
 use pagehook::logging::{self, LogFormat};
 
@@ -153,16 +154,23 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("pagehook: cannot start the async runtime: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "pagehook: cannot start the async runtime: {err}"
+            );
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async {
+    let file = ConfigFile {
+        path: cli.config,
+        log_format: cli.log_format,
+    };
+    let printed = runtime.block_on(async {
         match cli.command {
-            Command::Run => run(cli.config).await,
-            Command::Once { watchers } => commands::once(&cli.config, &watchers).await,
-            Command::Check => commands::check_config(&cli.config),
-            Command::Test { watchers, json } => commands::test(&cli.config, &watchers, json).await,
+            Command::Run => Ok(run(file).await),
+            Command::Once { watchers } => commands::once(&file, &watchers).await,
+            Command::Check => commands::check_config(&file),
+            Command::Test { watchers, json } => commands::test(&file, &watchers, json).await,
             Command::Deliveries {
                 pending,
                 dead,
@@ -173,17 +181,15 @@ fn main() -> ExitCode {
                     (_, true) => Show::Dead,
                     _ => Show::All,
                 };
-                commands::deliveries(&cli.config, show, json).await
+                commands::deliveries(&file, show, json).await
             }
-            Command::Replay { event_ids, dead } => {
-                commands::replay(&cli.config, &event_ids, dead).await
-            }
-            Command::Status { json } => commands::status(&cli.config, json).await,
+            Command::Replay { event_ids, dead } => commands::replay(&file, &event_ids, dead).await,
+            Command::Status { json } => commands::status(&file, json).await,
             Command::History {
                 watcher,
                 limit,
                 json,
-            } => commands::history(&cli.config, &watcher, limit, json).await,
+            } => commands::history(&file, &watcher, limit, json).await,
             Command::Demo { duration } => commands::demo(duration).await,
             Command::Receive {
                 host,
@@ -197,19 +203,19 @@ fn main() -> ExitCode {
     // Dropping the runtime would wait for every blocking task, and a parse cut off by the
     // daemon's drain may still be running on one until its next piece: do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(500));
-    code
+    commands::exit(printed)
 }
 
-async fn run(path: PathBuf) -> ExitCode {
-    let config = match commands::load_config(&path, EXIT_CONFIG) {
+async fn run(file: ConfigFile) -> ExitCode {
+    let config = match file.load(EXIT_CONFIG) {
         Ok(config) => config,
         Err(code) => return code,
     };
     let shutdown = daemon::shutdown_on_signals();
-    match daemon::run(config, path, shutdown).await {
+    match daemon::run(config, file.path, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pagehook run: {err:#}");
+            let _ = writeln!(std::io::stderr(), "pagehook run: {err:#}");
             ExitCode::FAILURE
         }
     }

@@ -18,7 +18,7 @@ pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const SECRET_PREFIX: &str = "whsec_";
+pub const SECRET_PREFIX: &str = "whsec_";
 const MIN_SECRET_LEN: usize = 24;
 const MAX_SECRET_LEN: usize = 64;
 /// 256 bits, the strength of HMAC-SHA256 itself, so the key is never the weak link.

@@ -1,15 +1,29 @@
 //! The state directory: one sled database with a tree per job. State and outbox change
 //! together in one transaction, so a crash can neither lose an event nor record a change
-//! without one.
+//! without one, and an outbox entry is offered for delivery only once a flush has put it on
+//! disk.
+//!
+//! `Store` is the handle every part of the daemon clones. sled stops taking any work after an
+//! I/O error (a full disk); the handle then closes the database, answers every call with
+//! `StoreError::Unavailable`, and `keep_open` opens it again once the disk takes writes.
+
+mod health;
+mod private;
+mod watermark;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::watch;
+use tracing::{error, info};
 
 use crate::extract::Values;
+pub use health::Health;
+use watermark::Watermark;
 
 /// sled's default cache is 1 GB; a daemon on a small VPS needs a fraction of that.
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -24,12 +38,45 @@ pub enum StoreError {
     Sled { path: PathBuf, source: sled::Error },
     #[error("state store: {0}")]
     Io(#[from] sled::Error),
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the state store failed ({0}); nothing is recorded or delivered until pagehook reopens it"
+    )]
+    Unavailable(String),
     #[error("state store holds an unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("state store holds a malformed outbox key {0:?}")]
     Key(String),
     #[error("no queued or dead delivery has the event id `{0}`")]
     NotFound(String),
+}
+
+impl StoreError {
+    /// The disk or sled failed, rather than one record or request: sled takes no more work
+    /// after these, so the database has to be opened again.
+    fn is_storage(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Sled { .. })
+    }
+
+    /// What went wrong, in a few words. sled shows an I/O error as Debug text, and often
+    /// re-wraps the OS error in one whose message is that text; its kind reads better then.
+    fn reason(&self) -> String {
+        match self {
+            StoreError::Io(sled::Error::Io(io))
+            | StoreError::Sled {
+                source: sled::Error::Io(io),
+                ..
+            } => match (io.raw_os_error(), io.kind()) {
+                (None, kind) if kind != std::io::ErrorKind::Other => kind.to_string(),
+                _ => io.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What pagehook remembers about one watcher between checks.
@@ -145,6 +192,12 @@ impl OutboxKey {
     }
 }
 
+/// The event id an outbox key ends with, after the webhook's name and the due time.
+fn outbox_event_id(key: &[u8]) -> Option<&[u8]> {
+    let name_end = key.iter().position(|&b| b == 0)?;
+    key.get(name_end + 1 + 8..)
+}
+
 /// Dead letters are keyed by event, then webhook, so replay by event id is a prefix scan.
 fn dead_key(d: &Delivery) -> Vec<u8> {
     let mut key = d.event_id.as_bytes().to_vec();
@@ -185,50 +238,149 @@ fn due_range(
     (start, end)
 }
 
-/// A cheap-to-clone handle on the state directory.
+/// A cheap-to-clone handle on the state directory. Every clone (the scheduler's, the delivery
+/// lanes', the admin endpoint's, the control socket's) shares one open database, so closing a
+/// failed one and opening it again happens once, for all of them.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    state: sled::Tree,
-    outbox: sled::Tree,
-    dead: sled::Tree,
-    endpoints: sled::Tree,
-    /// Outbox entries that could not be decoded, kept byte for byte for a human to inspect.
-    quarantine: sled::Tree,
-    history: sled::Tree,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// None from a failure until the database is open again. A std lock: it is held only to
+    /// clone or swap the Arc, never across an await.
+    open: RwLock<Option<Arc<Database>>>,
+    health: watch::Sender<Health>,
 }
 
 impl Store {
+    /// Open the store in `dir`, creating the directory if it is missing. The directory is made
+    /// private to this user, and the process umask narrowed to 077 (see `private::prepare`).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| match &source {
-                // sled reports a held lock as a bare io error; name the real cause.
-                sled::Error::Io(io) if io.to_string().contains("lock") => Locked(dir.to_owned()),
-                _ => StoreError::Sled {
-                    path: dir.to_owned(),
-                    source,
-                },
-            })?;
-        use StoreError::Locked;
+        private::prepare(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let database = Database::open(dir)?;
         Ok(Store {
-            state: db.open_tree("state")?,
-            outbox: db.open_tree("outbox")?,
-            dead: db.open_tree("dead")?,
-            endpoints: db.open_tree("endpoints")?,
-            quarantine: db.open_tree("quarantine")?,
-            history: db.open_tree("history")?,
-            db,
+            shared: Arc::new(Shared {
+                dir: dir.to_owned(),
+                open: RwLock::new(Some(Arc::new(database))),
+                health: watch::Sender::new(Health::Writable),
+            }),
         })
     }
 
-    pub fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
-        match self.state.get(watcher)? {
-            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
-            None => Ok(WatcherState::default()),
+    pub fn health(&self) -> Health {
+        self.shared.health.borrow().clone()
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.shared.health.borrow().is_writable()
+    }
+
+    /// Wait until the store takes writes (at once if it does).
+    pub async fn writable(&self) {
+        let mut health = self.shared.health.subscribe();
+        // The sender lives as long as `self`, so this only returns once writable.
+        let _ = health.wait_for(Health::is_writable).await;
+    }
+
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        match &*self.shared.open.read().expect("store lock") {
+            Some(database) => Ok(database.clone()),
+            None => Err(StoreError::Unavailable(match self.health() {
+                Health::Failing { error, .. } => error,
+                Health::Writable => "it is being reopened".into(),
+            })),
         }
+    }
+
+    /// Run `op` on the open database, closing the database if it fails.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let database = self.database()?;
+        let result = op(&database);
+        self.checked(&database, result)
+    }
+
+    /// Pass `result` on; if it is a storage error, close `database` first. The caller still
+    /// holds `database`, so it cannot have been reopened in between.
+    fn checked<T>(
+        &self,
+        database: &Arc<Database>,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Err(err) = &result {
+            if err.is_storage() {
+                self.close(database, err);
+            }
+        }
+        result
+    }
+
+    /// sled takes no more work after an I/O error and keeps only in memory what it could not
+    /// write, so `database` goes out of service at once: from here on every call fails with
+    /// `Unavailable` rather than read writes that never reached the disk. Its files stay
+    /// locked until the last call using it returns, then `reopen` can open them again.
+    fn close(&self, database: &Arc<Database>, err: &StoreError) {
+        let mut open = self.shared.open.write().expect("store lock");
+        if !open.as_ref().is_some_and(|d| Arc::ptr_eq(d, database)) {
+            // Another caller met the failure first.
+            return;
+        }
+        let closed = open.take();
+        drop(open);
+        self.shared.health.send_replace(Health::Failing {
+            since: Utc::now(),
+            error: err.reason(),
+            reopen: None,
+        });
+        error!(
+            error = %err,
+            "the state store failed: checks fail and deliveries are held until it is reopened"
+        );
+        drop(closed);
+    }
+
+    /// Open a failed store again; Ok if it is open. The reopened database holds exactly what
+    /// reached the disk, and it must take a write and a flush before anything uses it.
+    pub async fn reopen(&self) -> Result<(), StoreError> {
+        if self.shared.open.read().expect("store lock").is_some() {
+            return Ok(());
+        }
+        let dir = self.shared.dir.clone();
+        let database = tokio::task::spawn_blocking(move || Database::open(&dir))
+            .await
+            .expect("opening sled does not panic")?;
+        database.probe_writable().await?;
+        let since = match self.health() {
+            Health::Failing { since, .. } => Some(since),
+            Health::Writable => None,
+        };
+        *self.shared.open.write().expect("store lock") = Some(Arc::new(database));
+        self.shared.health.send_replace(Health::Writable);
+        let down_s = since.map_or(0, |since| (Utc::now() - since).num_seconds());
+        info!(
+            down_s,
+            "the state store is open again: checks and deliveries resume"
+        );
+        Ok(())
+    }
+
+    /// What a full disk does to the store, for tests anywhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn fail_as_if(&self, error: &str) {
+        let database = self.database().expect("an open store");
+        let err = StoreError::Io(sled::Error::Io(std::io::Error::other(error.to_owned())));
+        self.close(&database, &err);
+    }
+
+    pub fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
+        self.with(|d| d.watcher_state(watcher))
     }
 
     /// Write a watcher's new state and its deliveries atomically, then make them durable
@@ -244,8 +396,212 @@ impl Store {
     }
 
     /// `commit`, also recording `entry` in the watcher's history in the same transaction, then
-    /// dropping its oldest entries beyond `limit`. Trimming happens after the commit: it only
-    /// bounds the history's size, so a crash between the two costs nothing.
+    /// dropping its oldest entries beyond `limit`.
+    pub async fn commit_recorded(
+        &self,
+        watcher: &str,
+        state: &WatcherState,
+        deliveries: &[Delivery],
+        entry: Option<&HistoryEntry>,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        let database = self.database()?;
+        let result = database
+            .commit_recorded(watcher, state, deliveries, entry, limit)
+            .await;
+        self.checked(&database, result)
+    }
+
+    /// A watcher's recorded values, newest first, at most `limit` of them.
+    pub fn history(&self, watcher: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.with(|d| d.history(watcher, limit))
+    }
+
+    /// Names of every watcher the store has state for, including ones since removed from the
+    /// config (their state is kept in case they come back).
+    pub fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
+        self.with(Database::known_watchers)
+    }
+
+    /// Prove the store still takes writes, down to the disk: what /healthz reports.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        let database = self.database()?;
+        let result = database.probe_writable().await;
+        self.checked(&database, result)
+    }
+
+    /// The first entry for `webhook` due at `now` that `skip` does not name and that is on
+    /// disk (skipped keys are not decoded). An entry that cannot be decoded is quarantined and
+    /// reported, so one bad record never stops the queue behind it.
+    pub fn first_due(
+        &self,
+        webhook: &str,
+        now: DateTime<Utc>,
+        skip: impl Fn(&OutboxKey) -> bool,
+    ) -> Result<Option<(OutboxKey, Delivery)>, StoreError> {
+        self.with(|d| d.first_due(webhook, now, skip))
+    }
+
+    /// Every entry for `webhook` due at `now` and on disk, oldest first.
+    pub fn due(
+        &self,
+        webhook: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OutboxKey, Delivery)>, StoreError> {
+        self.with(|d| d.due(webhook, now))
+    }
+
+    /// When the first entry for `webhook` not yet due at `now` falls due.
+    pub fn next_due_after(
+        &self,
+        webhook: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with(|d| d.next_due_after(webhook, now))
+    }
+
+    /// Every queued delivery, grouped by webhook and oldest first within each.
+    pub fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        self.with(Database::pending)
+    }
+
+    /// Queued deliveries; 0 while the store is failing (what it holds is unknown then).
+    pub fn pending_count(&self) -> usize {
+        self.database().map_or(0, |d| d.outbox.len())
+    }
+
+    /// The names of webhooks that have queued deliveries.
+    pub fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
+        self.with(Database::pending_webhooks)
+    }
+
+    pub fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.with(Database::dead)
+    }
+
+    pub fn dead_count(&self) -> usize {
+        self.database().map_or(0, |d| d.dead.len())
+    }
+
+    pub fn quarantined(&self) -> usize {
+        self.database().map_or(0, |d| d.quarantine.len())
+    }
+
+    /// A 2xx came back: the entry's job is done.
+    pub fn delivered(&self, key: &OutboxKey) -> Result<(), StoreError> {
+        self.with(|d| d.delivered(key))
+    }
+
+    /// Move an entry to its new due time in one step, so it is never in two places or none.
+    pub fn reschedule(&self, key: &OutboxKey, delivery: &Delivery) -> Result<(), StoreError> {
+        self.with(|d| d.reschedule(key, delivery))
+    }
+
+    /// Move an entry from the outbox to the dead letters in one step.
+    pub fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.with(|d| d.bury(key, letter))
+    }
+
+    /// Queue events again, due now, with their ids unchanged so receivers can deduplicate:
+    /// dead letters go back to the outbox and queued entries are moved to the front. Returns
+    /// the deliveries requeued; an id found nowhere is an error naming it.
+    pub fn replay(
+        &self,
+        event_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.with(|d| d.replay(event_ids, now))
+    }
+
+    /// Queue every dead letter again.
+    pub fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
+        self.with(|d| d.replay_dead(now))
+    }
+
+    pub fn endpoint_failure(&self, webhook: &str) -> Result<Option<EndpointFailure>, StoreError> {
+        self.with(|d| d.endpoint_failure(webhook))
+    }
+
+    pub fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
+        self.with(Database::endpoint_failures)
+    }
+
+    pub fn set_endpoint_failure(
+        &self,
+        webhook: &str,
+        failure: Option<&EndpointFailure>,
+    ) -> Result<(), StoreError> {
+        self.with(|d| d.set_endpoint_failure(webhook, failure))
+    }
+
+    /// Put everything written so far on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let database = self.database()?;
+        let result = database.flush().await;
+        self.checked(&database, result)
+    }
+}
+
+/// One open sled database: the trees, and which outbox entries are known to be on disk.
+struct Database {
+    db: sled::Db,
+    state: sled::Tree,
+    outbox: sled::Tree,
+    dead: sled::Tree,
+    endpoints: sled::Tree,
+    /// Outbox entries that could not be decoded, kept byte for byte for a human to inspect.
+    quarantine: sled::Tree,
+    history: sled::Tree,
+    /// A std mutex: held for a map operation, never across an await.
+    unflushed: Mutex<Watermark>,
+}
+
+impl Database {
+    fn open(dir: &Path) -> Result<Database, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|source| match &source {
+                // sled reports a held lock as a bare io error; name the real cause.
+                sled::Error::Io(io) if io.to_string().contains("lock") => Locked(dir.to_owned()),
+                _ => StoreError::Sled {
+                    path: dir.to_owned(),
+                    source,
+                },
+            })?;
+        use StoreError::Locked;
+        // What sled recovered may so far sit only in the page cache (a crash between a write
+        // and its flush, a flush that failed): put it on disk before any of it is delivered.
+        std::fs::File::open(dir.join("db"))
+            .and_then(|log| log.sync_all())
+            .map_err(|err| StoreError::Io(err.into()))?;
+        Ok(Database {
+            state: db.open_tree("state")?,
+            outbox: db.open_tree("outbox")?,
+            dead: db.open_tree("dead")?,
+            endpoints: db.open_tree("endpoints")?,
+            quarantine: db.open_tree("quarantine")?,
+            history: db.open_tree("history")?,
+            db,
+            unflushed: Mutex::default(),
+        })
+    }
+
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, Watermark> {
+        self.unflushed.lock().expect("unflushed keys")
+    }
+
+    pub fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
+        match self.state.get(watcher)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(WatcherState::default()),
+        }
+    }
+
+    /// The state, its deliveries and `entry` in one transaction; the deliveries stay hidden
+    /// from the lanes until the flush after it succeeds. Trimming the history happens after
+    /// the commit: it only bounds the history's size, so a crash between the two costs nothing.
     pub async fn commit_recorded(
         &self,
         watcher: &str,
@@ -268,7 +624,9 @@ impl Store {
             .iter()
             .map(|d| Ok((OutboxKey::new(d), serde_json::to_vec(d)?)))
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        (&self.state, &self.outbox, &self.history)
+        let keys: Vec<OutboxKey> = entries.iter().map(|(key, _)| key.clone()).collect();
+        self.unflushed().writing(&keys);
+        let written = (&self.state, &self.outbox, &self.history)
             .transaction(|(state_tree, outbox_tree, history_tree)| {
                 state_tree.insert(watcher.as_bytes(), state_bytes.as_slice())?;
                 for (key, bytes) in &entries {
@@ -279,7 +637,14 @@ impl Store {
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
-            .map_err(unabort)?;
+            .map_err(unabort);
+        match written {
+            Ok(()) => self.unflushed().wrote(&keys),
+            Err(err) => {
+                self.unflushed().abandoned(&keys);
+                return Err(err);
+            }
+        }
         if history.is_some() {
             self.trim_history(watcher, limit)?;
         }
@@ -323,17 +688,12 @@ impl Store {
             .collect()
     }
 
-    /// Prove the store still takes writes, down to the disk: what /healthz reports.
     pub async fn probe_writable(&self) -> Result<(), StoreError> {
         self.db
             .insert("healthz", Utc::now().to_rfc3339().as_bytes())?;
-        self.db.flush_async().await?;
-        Ok(())
+        self.flush().await
     }
 
-    /// The first entry for `webhook` due at `now` that `skip` does not name (skipped keys are
-    /// not decoded). An entry that cannot be decoded is quarantined and reported, so one bad
-    /// record never stops the queue behind it.
     pub fn first_due(
         &self,
         webhook: &str,
@@ -344,7 +704,7 @@ impl Store {
         for entry in self.outbox.range(start..end) {
             let (key, value) = entry?;
             let key = OutboxKey(key.to_vec());
-            if skip(&key) {
+            if skip(&key) || self.unflushed().hides(&key) {
                 continue;
             }
             if let Some(delivery) = self.decode_or_quarantine(&key, &value)? {
@@ -354,7 +714,6 @@ impl Store {
         Ok(None)
     }
 
-    /// Every entry for `webhook` due at `now`, oldest first.
     pub fn due(
         &self,
         webhook: &str,
@@ -365,6 +724,9 @@ impl Store {
         for entry in self.outbox.range(start..end) {
             let (key, value) = entry?;
             let key = OutboxKey(key.to_vec());
+            if self.unflushed().hides(&key) {
+                continue;
+            }
             if let Some(delivery) = self.decode_or_quarantine(&key, &value)? {
                 due.push((key, delivery));
             }
@@ -420,10 +782,6 @@ impl Store {
             .collect()
     }
 
-    pub fn pending_count(&self) -> usize {
-        self.outbox.len()
-    }
-
     /// The names of webhooks that have queued deliveries.
     pub fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
         let mut names: Vec<String> = Vec::new();
@@ -443,14 +801,6 @@ impl Store {
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()
-    }
-
-    pub fn dead_count(&self) -> usize {
-        self.dead.len()
-    }
-
-    pub fn quarantined(&self) -> usize {
-        self.quarantine.len()
     }
 
     /// A 2xx came back: the entry's job is done.
@@ -495,7 +845,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut found = Vec::new();
-        for id in event_ids {
+        let mut seen = std::collections::HashSet::new();
+        // Whole ids only: a suffix would requeue whatever happens to end with it.
+        for id in event_ids.iter().filter(|id| seen.insert(id.as_str())) {
             let before = found.len();
             for entry in self.dead.scan_prefix([id.as_bytes(), &[0]].concat()) {
                 let (_, value) = entry?;
@@ -505,7 +857,10 @@ impl Store {
             }
             for entry in self.outbox.iter() {
                 let (key, value) = entry?;
-                if key.ends_with(id.as_bytes()) {
+                // An entry not yet on disk is not queued yet: a replay must not send it early.
+                if outbox_event_id(&key) == Some(id.as_bytes())
+                    && !self.unflushed().hides(&OutboxKey(key.to_vec()))
+                {
                     found.push(Found::Queued(
                         OutboxKey(key.to_vec()),
                         serde_json::from_slice(&value)?,
@@ -586,13 +941,16 @@ impl Store {
         Ok(())
     }
 
+    /// Flush, then show the lanes the entries it put on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let covered = self.unflushed().flush_starts();
         // Not `flush_async`: several of those in flight at once can wait forever
         // (spacejam/sled#1241), which a `once` over many changed pages hit.
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .expect("a sled flush does not panic")?;
+        self.unflushed().flushed(covered);
         Ok(())
     }
 }
@@ -767,12 +1125,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn replay_takes_whole_event_ids_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(600);
+        let mut waiting = delivery("evt_0193a6f2c1d87e405b", later);
+        waiting.attempts = 3;
+        store
+            .commit("w", &WatcherState::default(), &[waiting.clone()])
+            .await
+            .unwrap();
+        for id in ["5b", "", "evt_0193a6f2c1d87e40", "0193a6f2c1d87e405b"] {
+            let err = store.replay(&[id.to_owned()], now).unwrap_err();
+            assert!(matches!(err, StoreError::NotFound(_)), "{id:?}: {err}");
+        }
+        assert_eq!(
+            store.pending().unwrap(),
+            [waiting.clone()],
+            "nothing was requeued"
+        );
+        let whole = waiting.event_id.clone();
+        let replayed = store.replay(&[whole.clone(), whole], now).unwrap();
+        assert_eq!(replayed.len(), 1, "an id given twice is queued once");
+        assert_eq!((replayed[0].attempts, replayed[0].next_attempt), (0, now));
+    }
+
+    #[tokio::test]
     async fn an_unreadable_outbox_entry_is_quarantined_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = Utc::now();
         let early = delivery("evt_a", now - chrono::Duration::seconds(5));
         store
+            .database()
+            .unwrap()
             .outbox
             .insert(
                 OutboxKey::new(&early).0,
@@ -886,5 +1273,93 @@ mod tests {
             .err()
             .expect("second open must fail");
         assert!(matches!(err, StoreError::Locked(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_not_yet_on_disk_is_offered_to_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let early = delivery("evt_early", now);
+        let key = OutboxKey::new(&early);
+        let database = store.database().unwrap();
+        // A commit's transaction has written the entry; its flush has not succeeded yet.
+        database.unflushed().writing(std::slice::from_ref(&key));
+        database
+            .outbox
+            .insert(key.0.as_slice(), serde_json::to_vec(&early).unwrap())
+            .unwrap();
+        database.unflushed().wrote(std::slice::from_ref(&key));
+        assert!(store.first_due("hook", now, |_| false).unwrap().is_none());
+        assert!(store.due("hook", now).unwrap().is_empty());
+        let err = store.replay(&["evt_early".into()], now).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+        // Any flush that starts after the write covers it, whoever makes it.
+        store
+            .commit("w", &WatcherState::default(), &[delivery("evt_late", now)])
+            .await
+            .unwrap();
+        let due = store.due("hook", now).unwrap();
+        let ids: Vec<&str> = due.iter().map(|(_, d)| d.event_id.as_str()).collect();
+        assert_eq!(ids, ["evt_early", "evt_late"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_refuses_work_until_reopened_and_every_clone_sees_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lane = store.clone();
+        let state = WatcherState {
+            seq: 7,
+            ..Default::default()
+        };
+        store.commit("w", &state, &[]).await.unwrap();
+        store.flush().await.unwrap();
+
+        let in_use = store.database().unwrap();
+        store.fail_as_if("No space left on device");
+        assert!(!lane.is_writable());
+        let err = lane.watcher_state("w").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(e) if e.contains("No space left")),
+            "{err}"
+        );
+        assert!(lane.probe_writable().await.is_err(), "/healthz says so too");
+        assert!(
+            matches!(
+                lane.commit("w", &state, &[]).await,
+                Err(StoreError::Unavailable(_))
+            ),
+            "a check cannot commit"
+        );
+
+        // A call still running on the failed database keeps its files locked.
+        let err = store.reopen().await.unwrap_err();
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+        drop(in_use);
+        store.reopen().await.unwrap();
+        assert!(lane.is_writable());
+        assert_eq!(lane.watcher_state("w").unwrap().seq, 7);
+        lane.probe_writable().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn keep_open_reopens_a_failed_store_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let keeper = tokio::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            async move { store.keep_open(stop).await }
+        });
+        store.fail_as_if("No space left on device");
+        assert!(matches!(store.health(), Health::Failing { .. }));
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.writable())
+            .await
+            .expect("reopened within the first backoff");
+        store.watcher_state("w").unwrap();
+        stop.cancel();
+        keeper.await.unwrap();
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::redact::SensitiveUrl;
+
 /// A proxy URL (`http`, `https`, `socks5`, `socks5h`). Its user name and password are secrets:
 /// `Debug` and `Display` show `***` in their place.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProxyUrl(Url);
+pub struct ProxyUrl(SensitiveUrl);
 
 impl ProxyUrl {
     pub fn parse(text: &str) -> Result<ProxyUrl, String> {
@@ -26,39 +28,29 @@ impl ProxyUrl {
         if url.host().is_none() {
             return Err("proxy URL has no host".into());
         }
-        Ok(ProxyUrl(url))
+        Ok(ProxyUrl(SensitiveUrl::new(url)))
     }
 
     /// The full URL, credentials included: only for handing to the HTTP client.
     pub(super) fn expose(&self) -> &str {
-        self.0.as_str()
+        self.0.expose().as_str()
     }
 
     /// Remove this proxy's credentials from a message (an error from the proxy connector
     /// could quote them).
     pub(super) fn scrub(&self, text: String) -> String {
-        let mut text = text;
-        for secret in [self.0.password().unwrap_or(""), self.0.username()] {
-            if secret.len() >= 3 {
-                text = text.replace(secret, "***");
-            }
-        }
-        text
+        self.0.scrub(text)
     }
 }
 
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = &self.0;
-        let auth = if url.username().is_empty() && url.password().is_none() {
-            ""
-        } else {
-            "***@"
-        };
-        let host = url.host_str().unwrap_or("");
-        match url.port() {
-            Some(port) => write!(f, "{}://{auth}{host}:{port}", url.scheme()),
-            None => write!(f, "{}://{auth}{host}", url.scheme()),
+        // A proxy is an address: the bare path `/` its URL gets is noise.
+        let shown = self.0.to_string();
+        let url = self.0.expose();
+        match shown.strip_suffix('/') {
+            Some(address) if url.path() == "/" && url.query().is_none() => f.write_str(address),
+            _ => f.write_str(&shown),
         }
     }
 }

@@ -43,12 +43,28 @@ pub(super) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Durat
 
 /// Whether a transport error may go away on a second try: the connection was refused, reset or
 /// closed before an answer came. Timeouts are not retried: the check's time is already spent.
+/// Nor is an answer that came but could not be read as HTTP (a head too large, a malformed
+/// header): the server sends the same again.
 pub(super) fn is_transient_transport(err: &reqwest::Error) -> bool {
     if err.is_timeout() || err.is_redirect() || err.is_builder() || err.is_body() || err.is_decode()
     {
         return false;
     }
-    err.is_connect() || err.is_request()
+    (err.is_connect() || err.is_request()) && !is_malformed_answer(err)
+}
+
+fn is_malformed_answer(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 #[cfg(test)]

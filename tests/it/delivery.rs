@@ -140,15 +140,20 @@ async fn gone_stops_at_once_and_marks_the_endpoint_failing_until_it_accepts_agai
     assert_eq!(receiver.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn retry_after_on_503_replaces_the_scheduled_delay() {
+/// One event queued, its next attempt put off 120 s by the receiver's 503 and Retry-After.
+async fn one_event_held_back() -> Setup {
     let (shop, receiver) = (Shop::start().await, Receiver::start().await);
     let setup = Setup::new(&receiver, r#"["1s", "1s"]"#, &widget(&shop));
     one_event_queued(&shop, &setup).await;
     receiver.answer(503);
     receiver.retry_after("120");
-
     setup.pagehook(&["once"]).await;
+    setup
+}
+
+#[tokio::test]
+async fn retry_after_on_503_replaces_the_scheduled_delay() {
+    let setup = one_event_held_back().await;
     let pending = deliveries(&setup, &["--pending"]).await;
     let next: DateTime<Utc> = pending[0]["next_attempt"]
         .as_str()
@@ -157,6 +162,37 @@ async fn retry_after_on_503_replaces_the_scheduled_delay() {
         .unwrap();
     let wait = (next - Utc::now()).num_seconds();
     assert!((100..=120).contains(&wait), "next attempt in {wait}s");
+}
+
+#[tokio::test]
+async fn replay_takes_whole_event_ids_and_an_unknown_or_empty_one_changes_nothing() {
+    let setup = one_event_held_back().await;
+    let before = deliveries(&setup, &["--pending"]).await;
+    assert_eq!(before[0]["attempts"], 1, "{before:?}");
+    let event_id = before[0]["event_id"].as_str().unwrap().to_owned();
+
+    let suffix = &event_id[event_id.len() - 2..];
+    let prefix = &event_id[..event_id.len() - 1];
+    for id in [suffix, "", " ", prefix, &event_id[4..]] {
+        let out = setup.pagehook(&["replay", id]).await;
+        assert_eq!(out.code, 1, "replay {id:?}: {out:?}");
+        assert!(
+            out.stderr.starts_with("pagehook replay: "),
+            "replay {id:?}: {out:?}"
+        );
+        assert_eq!(
+            deliveries(&setup, &["--pending"]).await,
+            before,
+            "replay {id:?} changed nothing: not the attempts, not the Retry-After"
+        );
+    }
+    let empty = setup.pagehook(&["replay", ""]).await;
+    assert!(empty.stderr.contains("an event id is empty"), "{empty:?}");
+
+    let whole = setup.pagehook(&["replay", &event_id]).await;
+    assert_eq!(whole.code, 0, "{whole:?}");
+    let after = deliveries(&setup, &["--pending"]).await;
+    assert_eq!(after[0]["attempts"], 0, "{after:?}");
 }
 
 /// Receivers that misbehave in the ways real ones do, each on its own port.

@@ -312,6 +312,42 @@ async fn a_transient_503_is_retried_within_the_check_honouring_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_answer_with_a_huge_head_is_not_retried_as_if_transient() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                // Well past the client's limit for a response head (about 400 KB).
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nX-Padding: {}\r\n\r\n",
+                    "a".repeat(1 << 20)
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    let receiver = Receiver::start().await;
+    let setup = Setup::new(
+        &receiver,
+        r#"["5s"]"#,
+        &watcher("huge-head", &format!("http://{addr}/"), ""),
+    );
+    let out = setup.pagehook(&["test", "--json"]).await;
+    let line: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let error = line["error"].as_str().unwrap();
+    assert!(error.contains("message head is too large"), "{out:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "tried once: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn method_body_headers_cookies_and_user_agent_reach_the_server() {
     let seen: Requests = Arc::default();
     let router = Router::new()

@@ -333,18 +333,29 @@ pub fn binary() -> &'static str {
 
 /// Run the real binary to completion.
 pub async fn pagehook(config: &Path, args: &[&str]) -> Output {
+    pagehook_logging(config, args, "info").await
+}
+
+/// Run the real binary to completion, logging what `rust_log` (RUST_LOG) chooses.
+pub async fn pagehook_logging(config: &Path, args: &[&str], rust_log: &str) -> Output {
     let out = tokio::process::Command::new(binary())
         .arg("-c")
         .arg(config)
         .args(args)
         .env_remove("PAGEHOOK_CONFIG")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .output()
         .await
         .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    out.into()
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }

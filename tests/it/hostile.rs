@@ -35,6 +35,22 @@ fn spawn_daemon(setup: &Setup) -> Child {
         .unwrap()
 }
 
+/// Wait until the daemon answers on its admin endpoint: it holds the store from then on, so a
+/// command no longer races it for the store's lock.
+async fn wait_until_serving(admin: &str) {
+    let started = Instant::now();
+    while reqwest::get(format!("http://{admin}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the daemon never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `watcher` with one CSS field, checked every second on the second.
 fn every_second(name: &str, url: &str, extra: &str) -> String {
     format!(
@@ -103,6 +119,7 @@ async fn a_deeply_nested_page_does_not_freeze_the_daemon() {
         + &every_second("deep2", &shop.url("/deep2"), deep);
     let setup = setup_with_admin(&receiver, &admin, &watchers);
     let daemon = spawn_daemon(&setup);
+    wait_until_serving(&admin).await;
     shop.wait_for_hits("/good", 2).await;
 
     let page = nested_divs(200_000);
@@ -261,6 +278,7 @@ async fn hanging_urls_do_not_starve_a_healthy_one_on_the_same_host() {
     );
     let setup = setup_with_admin(&receiver, &admin, &watchers);
     let daemon = spawn_daemon(&setup);
+    wait_until_serving(&admin).await;
 
     let starved = watcher_status(&setup, "z-ok", Duration::from_secs(10), |w| {
         w["last_error"]
