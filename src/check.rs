@@ -19,6 +19,7 @@ use crate::diff::{Diff, Event, evaluate};
 use crate::extract::{ExtractError, Extraction, Values, extract_until};
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
+use crate::reason::Reason;
 use crate::store::{Delivery, HistoryEntry, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,17 @@ pub enum CheckError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CheckError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            CheckError::Fetch(err) => err.reason(),
+            CheckError::Extract(err) => err.reason(),
+            CheckError::Timeout { .. } => Reason::Timeout,
+            CheckError::Store(_) => Reason::Store,
+        }
+    }
 }
 
 /// What a committed check did.
@@ -506,7 +518,7 @@ fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {
             "check"
         ),
         Outcome::Failed(err) => {
-            warn!(watcher = name, outcome = outcome.label(), duration_ms, error = %err, "check")
+            warn!(watcher = name, outcome = outcome.label(), reason = %err.reason(), duration_ms, error = %err, "check")
         }
         _ => info!(
             watcher = name,

@@ -1,6 +1,10 @@
 //! HTTP fetch of a watched page: conditional requests, a body-size cap enforced while reading,
-//! charset decoding, per-host politeness, proxies, and retries of transient failures.
+//! charset decoding, per-host politeness, proxies, and retries of transient failures. The
+//! browser fetcher (`browser`) renders pages that build themselves in the browser; `blocked`
+//! recognises bot walls for both.
 
+pub mod blocked;
+pub mod browser;
 mod decode;
 mod gate;
 mod proxy;
@@ -17,6 +21,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
+use crate::reason::Reason;
 use crate::redact::SensitiveUrl;
 
 pub use gate::{Busy, HostPolicy, Limit};
@@ -142,6 +147,34 @@ pub enum FetchError {
     BadRedirect(StatusCode),
     #[error("{0}")]
     Transport(String),
+    #[error("blocked by a bot wall: {0}")]
+    Blocked(blocked::Wall),
+    #[error("the page did not render: {0}")]
+    Render(String),
+    #[error("browser: {0}")]
+    Browser(String),
+}
+
+impl FetchError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            FetchError::Timeout(_) => Reason::Timeout,
+            FetchError::Status(_) => Reason::HttpStatus,
+            FetchError::TooLarge(_) => Reason::TooLarge,
+            FetchError::TooManyRedirects | FetchError::BadRedirect(_) => Reason::Redirect,
+            FetchError::Busy(..) => Reason::Busy,
+            FetchError::Transport(_) => Reason::Connect,
+            FetchError::Blocked(_) => Reason::Blocked,
+            FetchError::Render(_) => Reason::Render,
+            FetchError::Browser(_) => Reason::Browser,
+        }
+    }
+
+    /// Whether a proxy of a pool is to blame: it answered at all if the site did.
+    pub(crate) fn blames_proxy(&self) -> bool {
+        matches!(self, FetchError::Transport(_) | FetchError::Timeout(_))
+            || matches!(self, FetchError::Status(s) if *s == StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+    }
 }
 
 /// One failed try, and whether another may help.
@@ -287,9 +320,7 @@ impl Fetcher {
                     .unwrap_or_else(|_| Err(Failure::fatal(FetchError::Timeout(req.timeout))))
             };
             if let (Proxy::Pool(pool), Some(index)) = (&req.options.proxy, pool_index) {
-                // A proxy that answered at all did its job, whatever the site said.
-                let proxy_failed = matches!(&result, Err(f) if matches!(f.error, FetchError::Transport(_) | FetchError::Timeout(_))
-                    || matches!(f.error, FetchError::Status(s) if s == StatusCode::PROXY_AUTHENTICATION_REQUIRED));
+                let proxy_failed = matches!(&result, Err(f) if f.error.blames_proxy());
                 pool.report(index, !proxy_failed);
             }
             let failure = match result {

@@ -1,7 +1,8 @@
 //! pagehook: watch web pages and JSON APIs, send a signed webhook when a tracked value changes.
 //!
-//! The stages (`schedule`, `fetch`, `extract`, `notify`, `diff`, `sign`) know nothing of each
-//! other's internals or of the daemon; `check` composes them; `daemon` and `commands` compose
+//! The stages (`schedule`, `fetch`, `extract`, `notify`, `diff`, `sign`, and `reason`, the
+//! failure reasons their errors map onto) know nothing of each other's internals or of the
+//! daemon; `check` composes them; `daemon` and `commands` compose
 //! `check`, `deliver` and `store`.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod fetch;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod reason;
 pub mod receive;
 pub mod redact;
 pub mod schedule;

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 pub use self::dom::PageError;
 use self::price::Price;
+use crate::reason::Reason;
 
 /// The largest value a field records by default, in bytes of its text: 16 KiB.
 ///
@@ -162,6 +163,47 @@ fn size_label(bytes: u64) -> String {
         b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
         b if b >= KIB => format!("{:.1} KiB", b as f64 / KIB as f64),
         b => format!("{b} bytes"),
+    }
+}
+
+impl FieldError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            FieldError::NoMatch(_)
+            | FieldError::NoAttribute { .. }
+            | FieldError::NoProduct
+            | FieldError::JsonLdNoMatch(_)
+            | FieldError::PointerNoMatch(_)
+            | FieldError::NoStructuredPrice
+            | FieldError::NoStructuredAvailability => Reason::Selector,
+            FieldError::RegexNoMatch { .. }
+            | FieldError::NotANumber(_)
+            | FieldError::NoPrice(_)
+            | FieldError::NoAvailability(_)
+            | FieldError::NotJson(_)
+            | FieldError::NotScalar(_)
+            | FieldError::Null(_) => Reason::Value,
+            FieldError::TooLarge { .. } => Reason::TooLarge,
+        }
+    }
+}
+
+impl ExtractError {
+    /// `selector` when any field found nothing: the page is likely not what the watcher
+    /// expects; else `value`. A page the parser refuses is `too_large`; a stopped parse is the
+    /// check's `timeout`.
+    pub fn reason(&self) -> Reason {
+        let failures = match self {
+            ExtractError::Page(PageError::TooComplex) => return Reason::TooLarge,
+            ExtractError::Page(PageError::Stopped) => return Reason::Timeout,
+            ExtractError::Fields(failures) => failures,
+        };
+        let reasons = || failures.iter().map(|(_, err)| err.reason());
+        if reasons().any(|r| r == Reason::Selector) {
+            Reason::Selector
+        } else {
+            reasons().next().unwrap_or(Reason::Selector)
+        }
     }
 }
 
@@ -916,5 +958,20 @@ mod source_tests {
             extract(&fields[2..3], garbled).unwrap_err().fields()[0].1,
             FieldError::NoPrice(_)
         ));
+    }
+
+    #[test]
+    fn a_field_that_found_nothing_makes_the_reason_selector() {
+        use crate::reason::Reason;
+        let value = ("price".to_owned(), FieldError::NoPrice("Call us".into()));
+        let missing = ("stock".to_owned(), FieldError::NoMatch(".stock".into()));
+        assert_eq!(
+            ExtractError::Fields(vec![value.clone()]).reason(),
+            Reason::Value
+        );
+        assert_eq!(
+            ExtractError::Fields(vec![value, missing]).reason(),
+            Reason::Selector
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! One integration-test binary: the real `pagehook` binary and daemon against loopback
 //! fixtures.
 
+mod browser;
 mod cli;
 mod crash;
 mod daemon;
