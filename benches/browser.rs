@@ -118,6 +118,7 @@ async fn pass(addr: std::net::SocketAddr, max_tabs: usize, pages: u32) -> Pass {
     let browser = Browser::new(BrowserConfig {
         source: Source::Discover,
         max_tabs,
+        ..BrowserConfig::default()
     });
     let options = Arc::new(HttpOptions::default());
     let render = |id: u32| {
@@ -132,6 +133,7 @@ async fn pass(addr: std::net::SocketAddr, max_tabs: usize, pages: u32) -> Pass {
                 options: &options,
                 wait_for: None,
                 load_media: false,
+                deadline: None,
             };
             match browser.fetch(&req).await {
                 Ok(page) if page.body.contains("Related 23") => true,

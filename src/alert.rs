@@ -33,6 +33,7 @@ pub struct Failing<'a> {
     pub checked_at: DateTime<Utc>,
     pub consecutive_failures: u32,
     pub error: &'a str,
+    pub reason: crate::reason::Reason,
     pub last_success: Option<DateTime<Utc>>,
 }
 
@@ -44,6 +45,7 @@ pub fn failing(f: &Failing<'_>) -> Alert {
         "checked_at": secs(f.checked_at),
         "consecutive_failures": f.consecutive_failures,
         "error": f.error,
+        "reason": f.reason,
         "last_success": f.last_success.map(secs),
     });
     alert(WATCH_FAILING, f.checked_at, data)
@@ -116,6 +118,7 @@ mod tests {
             checked_at: at,
             consecutive_failures: 3,
             error: "fetch failed: HTTP 503",
+            reason: crate::reason::Reason::HttpStatus,
             last_success: None,
         });
         assert!(alert.id.starts_with("evt_"));
@@ -127,7 +130,7 @@ mod tests {
                             "url": "https://***@shop.example.com/widget?sku=7&token=***",
                             "seq": 7, "checked_at": "2026-11-27T06:00:00Z",
                             "consecutive_failures": 3, "error": "fetch failed: HTTP 503",
-                            "last_success": null}})
+                            "reason": "http_status", "last_success": null}})
         );
         let values: Values = [("price".to_string(), json!("5"))].into();
         let body: Value = serde_json::from_str(

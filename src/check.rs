@@ -211,6 +211,7 @@ fn request<'a>(
         max_body: watcher.max_body,
         options: &watcher.http,
         validators,
+        browser: watcher.browser.as_ref(),
     }
 }
 
@@ -283,6 +284,10 @@ pub fn fingerprint(watcher: &Watcher) -> String {
     hash.update([0]);
     // Debug spells out each field's compiled source, regex and type: any edit changes it.
     hash.update(format!("{:?}", watcher.fields));
+    // Only when set, so that HTTP watchers keep the fingerprint they had before the browser.
+    if let Some(page) = &watcher.browser {
+        hash.update(format!("{page:?}"));
+    }
     hex(&hash.finalize())
 }
 
@@ -332,7 +337,12 @@ pub async fn check(
         },
     };
     log(watcher, &outcome, started.elapsed());
-    metrics::check_finished(&watcher.name, outcome.label(), started.elapsed());
+    // A failed check counts under its reason, so a dashboard tells a bot wall from a timeout.
+    let label = match &outcome {
+        Outcome::Failed(err) => err.reason().as_str(),
+        other => other.label(),
+    };
+    metrics::check_finished(&watcher.name, label, started.elapsed());
     if let Outcome::Changed { .. } = outcome {
         metrics::change_detected(&watcher.name);
     }
@@ -401,6 +411,7 @@ async fn check_and_commit(
     state.last_success = Some(now);
     state.consecutive_failures = 0;
     state.last_error = None;
+    state.last_reason = None;
     let Some(values) = fresh else {
         store.commit(&watcher.name, &state, &deliveries).await?;
         return Ok(Outcome::Unchanged);
@@ -490,6 +501,7 @@ async fn record_failure(
             checked_at: now,
             consecutive_failures: state.consecutive_failures,
             error: &error,
+            reason: err.reason(),
             last_success: state.last_success,
         });
         warn!(
@@ -502,6 +514,7 @@ async fn record_failure(
         state.failing_sent = true;
     }
     state.last_error = Some(error);
+    state.last_reason = Some(err.reason());
     store.commit(&watcher.name, &state, &deliveries).await
 }
 

@@ -197,8 +197,9 @@ pub async fn once(file: &ConfigFile, names: &[String]) -> Printed {
         watchers: names.to_vec(),
     };
     let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
-        let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
+        let fetcher = Fetcher::with_browser(config.max_concurrency, config.browser.clone())?;
         let checks = check_all(&watchers, &fetcher, &store).await;
+        fetcher.close().await;
         let tally = Deliverer::new(store.clone(), config.webhooks.clone())?
             .deliver_due()
             .await;
@@ -388,7 +389,7 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed
         Ok(watchers) => watchers,
         Err(code) => return Ok(code),
     };
-    let fetcher = match Fetcher::with_concurrency(config.max_concurrency) {
+    let fetcher = match Fetcher::with_browser(config.max_concurrency, config.browser.clone()) {
         Ok(fetcher) => fetcher,
         Err(err) => {
             err!("pagehook test: {err}");
@@ -402,6 +403,24 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed
             async move { (w, probe_explained(w, fetcher).await) }
         })
         .buffered(CONCURRENCY);
+    let printed = print_tests(&mut results, as_json).await;
+    drop(results);
+    // Before the exit, whatever printing did: no browser outlives `test`.
+    fetcher.close().await;
+    printed
+}
+
+async fn print_tests<'w>(
+    results: &mut (
+             impl futures_util::Stream<
+        Item = (
+            &'w Arc<Watcher>,
+            Result<Extraction, crate::check::CheckError>,
+        ),
+    > + Unpin
+         ),
+    as_json: bool,
+) -> Printed {
     let mut failed = false;
     while let Some((watcher, result)) = results.next().await {
         failed |= result.is_err();
@@ -416,7 +435,9 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed
                     }
                     line
                 }
-                Err(err) => json!({"watcher": name, "ok": false, "error": err.to_string()}),
+                Err(err) => json!({
+                    "watcher": name, "ok": false, "reason": err.reason(), "error": err.to_string(),
+                }),
             };
             out!("{line}");
             continue;
@@ -432,7 +453,7 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed
                     }
                 }
             }
-            Err(err) => out!("{name}: FAILED: {err}"),
+            Err(err) => out!("{name}: FAILED ({}): {err}", err.reason()),
         }
     }
     if failed {

@@ -40,6 +40,7 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
+mod browser;
 mod css;
 mod http;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub watchers: Vec<Arc<Watcher>>,
     /// Page requests in flight at once (`daemon.max_concurrency`).
     pub max_concurrency: usize,
+    /// The `[browser]` table (see `config/browser`).
+    pub browser: crate::fetch::browser::BrowserConfig,
 }
 
 /// One receiving endpoint.
@@ -104,6 +107,8 @@ pub struct Watcher {
     pub http: HttpOptions,
     /// Failed checks in a row that send one `watch.failing` event.
     pub failure_threshold: u32,
+    /// `browser = true`: the page is rendered in the browser.
+    pub browser: Option<crate::fetch::browser::BrowserPage>,
 }
 
 impl Config {
@@ -221,6 +226,7 @@ struct RawConfig {
     #[serde(default)]
     watchers: Vec<Spanned<Box<RawWatcher>>>,
     proxies: Option<Spanned<http::RawProxies>>,
+    browser: Option<Spanned<browser::RawBrowser>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,6 +298,8 @@ struct RawWatcher {
     cookies: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     user_agent: Option<Spanned<String>>,
     proxy: Option<Spanned<String>>,
+    browser: Option<Spanned<bool>>,
+    wait_for: Option<Spanned<String>>,
 }
 
 impl RawWatcher {
@@ -322,6 +330,8 @@ impl RawWatcher {
             cookies: http::merge(self.cookies, d.cookies),
             user_agent: self.user_agent.or(d.user_agent),
             proxy: self.proxy.or(d.proxy),
+            browser: self.browser.or(d.browser),
+            wait_for: self.wait_for.or(d.wait_for),
         }
     }
 }
@@ -544,6 +554,13 @@ impl Validator<'_> {
                 format!("webhook `{name}` is not used by any watcher"),
             );
         }
+        let browser = self.browser_config(raw.browser);
+        let rendered: Vec<&Watcher> = watchers
+            .iter()
+            .filter(|w| w.browser.is_some())
+            .map(|w| &**w)
+            .collect();
+        self.browser_available(&browser, &rendered);
         http::share_host_policies(&mut watchers);
         if watchers.is_empty() && self.errors.is_empty() {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
@@ -555,6 +572,7 @@ impl Validator<'_> {
             webhooks,
             watchers,
             max_concurrency,
+            browser,
         }
     }
 
@@ -849,6 +867,7 @@ impl Validator<'_> {
             None => DEFAULT_HISTORY_LIMIT,
         };
         let http = self.http_options(&raw, pool);
+        let browser = self.browser_page(&raw);
         let failure_threshold = self.failure_threshold(raw.failure_threshold.as_ref());
         let targets = self.targets(span.clone(), raw.webhook.as_ref(), webhooks);
         let max_value_size = self.value_size(raw.max_value_size.as_ref(), DEFAULT_MAX_VALUE_SIZE);
@@ -929,6 +948,7 @@ impl Validator<'_> {
             notify,
             http: http?,
             failure_threshold,
+            browser,
         })
     }
 

@@ -37,8 +37,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = Utc::now();
     let store = Store::open(&config.state_dir)?;
-    let fetcher = Fetcher::with_concurrency(config.max_concurrency)
+    // `[browser]` is read at start: a reload keeps the browser that runs.
+    let fetcher = Fetcher::with_browser(config.max_concurrency, config.browser.clone())
         .context("cannot build the HTTP client")?;
+    let browser = fetcher.clone();
     let deliverer = Deliverer::new(store.clone(), config.webhooks.clone())
         .context("cannot build the webhook client")?;
     // Subscribed before anything runs, so a SIGHUP from now on reloads instead of killing us.
@@ -183,6 +185,7 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
         }
         Err(err) => warn!(error = %err, "the control socket panicked"),
     }
+    browser.close().await;
     store.flush().await?;
     scheduler_done.context("the scheduler panicked")??;
     worker_done.context("the delivery worker panicked")?;

@@ -109,8 +109,10 @@ pub struct Request<'a> {
     pub due: DateTime<Utc>,
     pub max_body: u64,
     pub options: &'a HttpOptions,
-    /// Sent as If-None-Match / If-Modified-Since when present.
+    /// Sent as If-None-Match / If-Modified-Since when present (HTTP only).
     pub validators: Option<&'a Validators>,
+    /// Render the page in the browser instead (`browser = true`).
+    pub browser: Option<&'a browser::BrowserPage>,
 }
 
 /// A fetched page.
@@ -237,6 +239,8 @@ struct Inner {
     // names few of them. A std mutex: held only to look one up.
     clients: Mutex<HashMap<(Option<ProxyUrl>, Duration), reqwest::Client>>,
     gates: gate::Gates,
+    /// Started on the first browser watcher's check, and shared by all of them.
+    browser: browser::Browser,
 }
 
 impl Fetcher {
@@ -246,10 +250,20 @@ impl Fetcher {
 
     /// A fetcher that has at most `max_concurrency` requests in flight.
     pub fn with_concurrency(max_concurrency: usize) -> Result<Self, FetchError> {
+        Self::with_browser(max_concurrency, browser::BrowserConfig::default())
+    }
+
+    /// As `with_concurrency`, rendering browser watchers' pages with the browser `config`
+    /// names. No browser starts until one is needed.
+    pub fn with_browser(
+        max_concurrency: usize,
+        config: browser::BrowserConfig,
+    ) -> Result<Self, FetchError> {
         let fetcher = Fetcher {
             inner: Arc::new(Inner {
                 clients: Mutex::new(HashMap::new()),
                 gates: gate::Gates::new(max_concurrency),
+                browser: browser::Browser::new(config),
             }),
         };
         // Build the direct client now, so a broken TLS setup shows at start-up.
@@ -293,6 +307,9 @@ impl Fetcher {
     /// the failures look transient (connection refused or reset, 429, 502, 503, 504); all of
     /// it within the request's deadline.
     pub async fn fetch(&self, req: &Request<'_>) -> Result<Fetched, FetchError> {
+        if let Some(page) = req.browser {
+            return self.render(req, page).await.map(Fetched::Page);
+        }
         let host = host_key(req.url);
         let mut attempt = 1;
         loop {
@@ -341,6 +358,43 @@ impl Fetcher {
         }
     }
 
+    /// Close the browser, if one was started: `once` and `test` do before they exit.
+    pub async fn close(&self) {
+        self.inner.browser.close().await;
+    }
+
+    /// The process group of the browser, while one runs.
+    pub async fn browser_group(&self) -> Option<u32> {
+        self.inner.browser.process_group().await
+    }
+
+    /// Render a browser watcher's page: the host's politeness applies as to an HTTP request
+    /// (the page's own requests follow from it), then a tab, all within the deadline. No
+    /// retries: a render that failed for a reason worth retrying has used its time.
+    async fn render(
+        &self,
+        req: &Request<'_>,
+        page: &browser::BrowserPage,
+    ) -> Result<Page, FetchError> {
+        let host = host_key(req.url);
+        let _pass = self
+            .inner
+            .gates
+            .enter(&host, req.options.host, req.due, req.deadline)
+            .await
+            .map_err(|busy| FetchError::Busy(busy, req.timeout))?;
+        let render = browser::RenderRequest {
+            url: req.url.expose(),
+            timeout: req.timeout,
+            max_body: req.max_body,
+            options: req.options,
+            wait_for: page.wait_for.as_deref(),
+            load_media: self.inner.browser.loads_media(),
+            deadline: Some(req.deadline),
+        };
+        self.inner.browser.fetch(&render).await
+    }
+
     async fn exchange(
         &self,
         req: &Request<'_>,
@@ -384,14 +438,33 @@ impl Fetcher {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now()));
+            let headers = response.headers().clone();
+            // A refusal is read (a little of it) only to tell a bot wall from a plain error;
+            // a body that cannot be read leaves the status as the answer.
+            let limit = req.max_body.min(blocked::MAX_CHALLENGE_PAGE as u64);
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = read_body(&mut response, limit, req.timeout, proxy)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let body = decode::decode(body, content_type.as_deref());
+            if let Some(wall) = blocked::detect(status, &headers, &body) {
+                return Err(Failure::fatal(FetchError::Blocked(wall)));
+            }
             return Err(Failure {
                 error: FetchError::Status(status),
                 transient: retry::is_transient_status(status),
                 retry_after,
             });
         }
-        let declared = response.content_length();
-        if declared.is_some_and(|len| len > req.max_body) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > req.max_body)
+        {
             return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
         }
         let url = SensitiveUrl::new(response.url().clone());
@@ -407,25 +480,45 @@ impl Fetcher {
             last_modified: text(header::LAST_MODIFIED),
         };
         let content_type = text(header::CONTENT_TYPE);
-        // Bodies are usually compressed, so the declared length says little about the decoded
-        // size; the cap is checked as each chunk arrives.
-        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(req.max_body) as usize);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| Failure::from_reqwest(e, req.timeout, proxy))?
-        {
-            if (body.len() + chunk.len()) as u64 > req.max_body {
-                return Err(Failure::fatal(FetchError::TooLarge(req.max_body)));
-            }
-            body.extend_from_slice(&chunk);
+        let headers = headers.clone();
+        let body = read_body(&mut response, req.max_body, req.timeout, proxy)
+            .await?
+            .ok_or_else(|| Failure::fatal(FetchError::TooLarge(req.max_body)))?;
+        let body = decode::decode(body, content_type.as_deref());
+        // A challenge page served with 200 is not the page: no value may be read from it.
+        if let Some(wall) = blocked::detect(status, &headers, &body) {
+            return Err(Failure::fatal(FetchError::Blocked(wall)));
         }
         Ok(Fetched::Page(Page {
             url,
-            body: decode::decode(body, content_type.as_deref()),
+            body,
             validators,
         }))
     }
+}
+
+/// The body, or None when it is larger than `limit`. Bodies are usually compressed, so the
+/// declared length says little about the decoded size; the cap is checked as each chunk
+/// arrives.
+async fn read_body(
+    response: &mut reqwest::Response,
+    limit: u64,
+    timeout: Duration,
+    proxy: Option<&ProxyUrl>,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let declared = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(declared.min(limit) as usize);
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Failure::from_reqwest(e, timeout, proxy))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// Send `hop`, then each request its redirects ask for (see `redirect`), up to MAX_REDIRECTS;

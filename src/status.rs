@@ -33,6 +33,9 @@ pub struct WatcherStatus {
     pub last_outcome: Option<String>,
     /// Why the last check failed, when it did.
     pub last_error: Option<String>,
+    /// The same, as one word of `reason::Reason` (`blocked`, `timeout`, ...).
+    #[serde(default)]
+    pub last_reason: Option<crate::reason::Reason>,
     pub last_success: Option<DateTime<Utc>>,
     /// When the scheduler runs it next: now, if it is overdue.
     pub next_run: DateTime<Utc>,
@@ -130,6 +133,9 @@ pub fn status(
             last_check: state.last_check,
             last_outcome,
             last_error: state.last_error,
+            last_reason: state
+                .last_reason
+                .filter(|_| state.last_success != state.last_check),
             last_success: state.last_success,
             next_run,
             overdue_since: overdue_since(watcher, state.last_check, now, running_since),
@@ -300,7 +306,10 @@ pub fn render_status(report: &StatusReport) -> String {
         rows.push(vec![
             w.name.clone(),
             w.last_check.map_or("never".into(), time),
-            w.last_outcome.clone().unwrap_or("-".into()),
+            match (w.last_outcome.as_deref(), w.last_reason) {
+                (Some("failed"), Some(reason)) => format!("failed ({reason})"),
+                (outcome, _) => outcome.unwrap_or("-").to_owned(),
+            },
             time(w.next_run),
             w.consecutive_failures.to_string(),
             w.pending_deliveries.to_string(),
@@ -401,6 +410,7 @@ mod tests {
             last_check: Some(now - chrono::TimeDelta::hours(2)),
             consecutive_failures: 3,
             last_error: Some("fetch failed: HTTP 503".into()),
+            last_reason: Some(crate::reason::Reason::HttpStatus),
             ..Default::default()
         };
         store.commit("broken", &failed, &[]).await.unwrap();

@@ -90,6 +90,10 @@ pub struct WatcherState {
     pub last_success: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// The reason of the last failed check, beside `last_error`; None in state written
+    /// before reasons existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<crate::reason::Reason>,
     /// The values receivers were last told of, per field: notify rules measure a change from
     /// these, so small moves that were recorded quietly still add up. None in state written
     /// before notify rules existed, where the recorded values stand in.

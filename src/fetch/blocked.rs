@@ -20,7 +20,7 @@ use super::FetchError;
 /// Challenge markers in a body count only in pages of at most this size. Challenge pages are a
 /// few kilobytes (tens with their inline scripts); a product page big enough to quote one is a
 /// product page.
-const MAX_CHALLENGE_PAGE: usize = 512 * 1024;
+pub(super) const MAX_CHALLENGE_PAGE: usize = 512 * 1024;
 
 /// Evidence of a bot wall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,6 +49,8 @@ pub enum Limit {
     Spacing(Duration),
     /// All `max_concurrency` slots were taken.
     Global(usize),
+    /// All `[browser] max_tabs` tabs were rendering other pages.
+    Tabs(usize),
 }
 
 impl Busy {
@@ -75,6 +77,9 @@ impl Busy {
             ),
             Limit::Global(slots) => format!(
                 "no free slot within the check's {timeout} timeout: all {slots} max_concurrency slots were busy"
+            ),
+            Limit::Tabs(tabs) => format!(
+                "no free browser tab within the check's {timeout} timeout: all {tabs} of [browser] max_tabs were rendering"
             ),
         }
     }

@@ -14,6 +14,7 @@
 //! enum value.
 
 mod cdp;
+mod intercept;
 mod process;
 mod render;
 
@@ -29,7 +30,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{FetchError, HttpOptions, Page, Validators, blocked};
+use super::{Busy, FetchError, HttpOptions, Limit, Page, Validators, blocked};
 use cdp::Connection;
 use process::Process;
 
@@ -53,10 +54,12 @@ pub enum Source {
 }
 
 /// The `[browser]` table, parsed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserConfig {
     pub source: Source,
     pub max_tabs: usize,
+    /// Load images, media and fonts (`load_media`); refused by default, as a price needs none.
+    pub load_media: bool,
 }
 
 impl Default for BrowserConfig {
@@ -64,8 +67,34 @@ impl Default for BrowserConfig {
         BrowserConfig {
             source: Source::Discover,
             max_tabs: DEFAULT_MAX_TABS,
+            load_media: false,
         }
     }
+}
+
+impl BrowserConfig {
+    /// Why no browser can be had, when that can be told without starting one: a browser at an
+    /// endpoint is only known when asked.
+    pub fn unavailable(&self) -> Option<String> {
+        match &self.source {
+            Source::Discover if discover().is_none() => Some(format!(
+                "no browser found: install one of {} on PATH, or set [browser] executable or endpoint",
+                EXECUTABLES.join(", ")
+            )),
+            Source::Executable(path) if !process::is_executable(path) => Some(format!(
+                "[browser] executable {} is not an executable file",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A watcher's `browser = true`, with what it adds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BrowserPage {
+    /// `wait_for`: a CSS selector (validated at load) the rendered page must match.
+    pub wait_for: Option<String>,
 }
 
 /// What one render needs to know.
@@ -83,6 +112,9 @@ pub struct RenderRequest<'a> {
     pub wait_for: Option<&'a str>,
     /// Load images, media and fonts too.
     pub load_media: bool,
+    /// When set, the render ends by then, waiting for a tab included: a check's whole
+    /// `timeout`. Without it, only the render after the wait for a tab is bounded.
+    pub deadline: Option<Instant>,
 }
 
 /// A rendered page: the DOM as the page's scripts left it.
@@ -164,12 +196,31 @@ impl Browser {
         Ok(rendered.into())
     }
 
+    /// The `load_media` of the `[browser]` table.
+    pub fn loads_media(&self) -> bool {
+        self.shared.config.load_media
+    }
+
     /// Render a page and return it as it is, whatever its status.
     pub async fn render(&self, req: &RenderRequest<'_>) -> Result<Rendered, FetchError> {
-        // Waiting for a tab is queueing, like waiting at the HTTP fetcher's gates, and is not
-        // part of the page's time.
-        let _tab = self.shared.tabs.acquire().await.expect("never closed");
-        let deadline = Instant::now() + req.timeout;
+        // Waiting for a tab is queueing, like waiting at the HTTP fetcher's gates: bounded by a
+        // check's deadline when there is one.
+        let acquire = self.shared.tabs.acquire();
+        let _tab = match req.deadline {
+            Some(by) => timeout_at(by, acquire).await.map_err(|_| {
+                let busy = Busy {
+                    host: req.url.host_str().unwrap_or_default().to_owned(),
+                    limit: Limit::Tabs(self.shared.config.max_tabs),
+                };
+                FetchError::Busy(busy, req.timeout)
+            })?,
+            None => acquire.await,
+        }
+        .expect("never closed");
+        let deadline = match req.deadline {
+            Some(by) => by.min(Instant::now() + req.timeout),
+            None => Instant::now() + req.timeout,
+        };
         let instance = self.instance(deadline, req.timeout).await?;
         match render::render(&instance.connection, req, deadline).await {
             Ok(rendered) => Ok(rendered),

@@ -43,7 +43,7 @@ fn discover_in(path: &std::ffi::OsStr) -> Option<PathBuf> {
     })
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(super) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -84,8 +84,7 @@ fn arguments(profile: &Path) -> Vec<OsString> {
     .into_iter()
     .map(OsString::from)
     .collect();
-    // Chromium refuses to start its sandbox as root; as any other user it keeps it.
-    if rustix::process::geteuid().is_root() {
+    if !own_sandbox_possible() {
         args.push("--no-sandbox".into());
     }
     let mut profile_arg = OsString::from("--user-data-dir=");
@@ -93,6 +92,19 @@ fn arguments(profile: &Path) -> Vec<OsString> {
     args.push(profile_arg);
     args.push("about:blank".into());
     args
+}
+
+/// Whether Chromium can sandbox its renderers itself. It refuses to as root; and under
+/// no_new_privs (systemd's NoNewPrivileges=, which the shipped unit sets along with
+/// RestrictNamespaces=) neither its setuid helper nor, there, user namespaces are to be had,
+/// so the browser would not start: it runs unsandboxed inside the service's own sandbox.
+fn own_sandbox_possible() -> bool {
+    let no_new_privs = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"]))
+    });
+    !rustix::process::geteuid().is_root() && !no_new_privs
 }
 
 /// Browser profiles are `pagehook-browser-<pid of pagehook>-<random>` in the temporary
@@ -161,6 +173,11 @@ impl Process {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // What Chromium keeps beside the profile (NSS's certificate store, caches) goes into
+        // the profile too, and with it: a service user has no home to write to.
+        for var in ["HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"] {
+            command.env(var, profile.path());
+        }
         let mut child = command
             .spawn()
             .map_err(|err| format!("cannot start {}: {err}", executable.display()))?;
