@@ -69,7 +69,7 @@ async fn test_prints_values_as_json_lines_and_touches_nothing() {
     );
     assert_eq!(
         lines[1],
-        serde_json::json!({"watcher": "gone", "ok": false, "error": "fetch failed: HTTP 404 Not Found"})
+        serde_json::json!({"watcher": "gone", "ok": false, "reason": "http_status", "error": "fetch failed: HTTP 404 Not Found"})
     );
 
     let human = setup.pagehook(&["test", "ok"]).await;
