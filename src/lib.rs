@@ -26,4 +26,5 @@ pub mod receive;
 pub mod redact;
 pub mod schedule;
 pub mod sign;
+pub mod step;
 pub mod store;
