@@ -40,6 +40,14 @@ impl<'a> Anchors<'a> {
         }
     }
 
+    /// Whether `e` is an anchor or holds one.
+    fn holds(&self, e: ElementRef<'a>) -> bool {
+        [self.title, self.buy]
+            .into_iter()
+            .flatten()
+            .any(|a| a.id() == e.id() || a.ancestors().any(|n| n.id() == e.id()))
+    }
+
     /// Tree steps from `node` to the nearer anchor, None without anchors.
     fn distance(&self, node: NodeRef<'a, Node>) -> Option<usize> {
         [self.title, self.buy]
@@ -112,7 +120,7 @@ fn short_text(element: ElementRef<'_>, limit: usize) -> Option<String> {
 /// A CSS path that finds the element again: its nearest id, then tags and a class.
 pub(crate) fn css_path(element: ElementRef<'_>) -> String {
     let mut parts = Vec::new();
-    for e in lineage(*element, 6) {
+    for e in lineage(*element, 3) {
         let v = e.value();
         if let Some(id) = v.id().filter(|id| is_plain(id)) {
             parts.push(format!("#{id}"));
@@ -160,3 +168,6 @@ const CHROME: &[&str] = &[
     "cart",
     "basket",
 ];
+
+#[cfg(test)]
+mod tests;

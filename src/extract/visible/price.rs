@@ -2,6 +2,8 @@
 //! button that is not a former, unit, monthly, instalment or shipping price, nor a related
 //! product's or the cart's.
 
+use std::collections::HashSet;
+
 use scraper::{ElementRef, Html, Node};
 
 use super::{Anchors, Found, Reason, in_chrome, lineage, names, short_text};
@@ -116,7 +118,7 @@ pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Re
         return Err("without a product title (h1) or a buy button to start from");
     }
     let mut candidates = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for (count, node) in html.tree.root().descendants().enumerate() {
         if count > MAX_TEXTS {
             return Err("too large to read");
@@ -128,16 +130,19 @@ pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Re
             continue;
         }
         // A price split over spans ("€ <b>24</b>,<sup>99</sup>") reads whole a level or two up.
-        let Some(element) = lineage(node, 3).find(|e| {
-            short_text(*e, MAX_LABEL)
-                .is_some_and(|t| price::parse(&t, None).is_some_and(|p| p.currency.is_some()))
-        }) else {
+        // Never as far up as a block that holds the title or the button.
+        let Some(element) = lineage(node, 3)
+            .take_while(|e| !anchors.holds(*e))
+            .find(|e| {
+                short_text(*e, MAX_LABEL)
+                    .is_some_and(|t| price::parse(&t, None).is_some_and(|p| p.currency.is_some()))
+            })
+        else {
             continue;
         };
-        if seen.contains(&element.id()) {
+        if !seen.insert(element.id()) {
             continue;
         }
-        seen.push(element.id());
         if let Some(c) = judge(element, &anchors, hint) {
             candidates.push(c);
         }

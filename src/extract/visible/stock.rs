@@ -78,16 +78,5 @@ fn stock_words(label: &str) -> Option<&'static str> {
     if lower.contains("add to") || lower.trim() == "available" || lower.contains("notify") {
         return None;
     }
-    if !lower.contains("stock")
-        && !lower.contains("lager")
-        && !lower.contains("dispon")
-        && !lower.contains("verfügbar")
-        && !lower.contains("lieferbar")
-        && !lower.contains("available")
-        && !lower.contains("sold out")
-        && lower.is_ascii()
-    {
-        return None;
-    }
     availability::normalise(label)
 }
