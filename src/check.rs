@@ -1,4 +1,5 @@
-//! One watcher, once: fetch -> extract -> diff -> commit. Shared by `run`, `once` and `test`.
+//! One watcher, once: read -> fetch -> extract -> step -> one commit. Shared by `run`, `once`
+//! and `test`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,12 +16,12 @@ use tracing::{info, warn};
 
 use crate::alert;
 use crate::config::Watcher;
-use crate::diff::{Diff, Event, evaluate};
 use crate::extract::{ExtractError, Extraction, Values, extract_until};
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::reason::Reason;
-use crate::store::{Delivery, HistoryEntry, Store, StoreError};
+use crate::step::{Judged, Observed, step};
+use crate::store::{Delivery, Store, StoreError, WatcherState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -312,10 +313,10 @@ fn deliveries_for(
         .collect()
 }
 
-/// Check a watcher that fell due at `due` and commit what it found: new values and, on a
-/// change, one event per target webhook in the same transaction. A failed check changes no
-/// values. The watcher's `timeout` bounds the fetch (waiting for a slot included) and the
-/// parse together.
+/// Check a watcher that fell due at `due` and commit what it found: read the state, fetch,
+/// extract, [`step`], then one commit of the new state, its events (one delivery per target
+/// webhook) and its history entry. A failed check changes no values. The watcher's `timeout`
+/// bounds the fetch (waiting for a slot included) and the parse together.
 pub async fn check(
     watcher: &Arc<Watcher>,
     fetcher: &Fetcher,
@@ -323,14 +324,9 @@ pub async fn check(
     due: DateTime<Utc>,
 ) -> Outcome {
     let started = Instant::now();
-    let outcome = match check_and_commit(watcher, fetcher, store, due).await {
-        Ok(outcome) => outcome,
-        Err(CheckError::Store(err)) => Outcome::Failed(CheckError::Store(err)),
-        Err(err) => match record_failure(watcher, store, &err).await {
-            Ok(()) => Outcome::Failed(err),
-            Err(store_err) => Outcome::Failed(CheckError::Store(store_err)),
-        },
-    };
+    let outcome = check_and_commit(watcher, fetcher, store, due)
+        .await
+        .unwrap_or_else(Outcome::Failed);
     log(watcher, &outcome, started.elapsed());
     metrics::check_finished(&watcher.name, outcome.label(), started.elapsed());
     if let Outcome::Changed { .. } = outcome {
@@ -345,8 +341,69 @@ async fn check_and_commit(
     store: &Store,
     due: DateTime<Utc>,
 ) -> Result<Outcome, CheckError> {
+    let state = store.watcher_state(&watcher.name)?;
+    // A failed check keeps the stored validators and hashes: they still stand for the values.
+    let (before, observed, failure) = match observe(watcher, fetcher, state.clone(), due).await {
+        Ok((fetched, observed)) => (fetched, observed, None),
+        Err(err) => (state, Observed::Failed(err.to_string()), Some(err)),
+    };
+    let now = Utc::now();
+    let stepped = step(before, observed, watcher, now);
+    let mut deliveries = Vec::new();
+    for event in &stepped.events {
+        match event.kind {
+            alert::WATCH_RECOVERED => info!(
+                watcher = watcher.name.as_str(),
+                event_id = event.id.as_str(),
+                "watcher recovered"
+            ),
+            alert::WATCH_FAILING => warn!(
+                watcher = watcher.name.as_str(),
+                failures = stepped.state.consecutive_failures,
+                event_id = event.id.as_str(),
+                "watcher failing"
+            ),
+            _ => {}
+        }
+        deliveries.extend(deliveries_for(watcher, &event.id, &event.payload, now));
+    }
+    match &stepped.history {
+        Some(entry) => {
+            store
+                .commit_recorded(
+                    &watcher.name,
+                    &stepped.state,
+                    &deliveries,
+                    Some(entry),
+                    watcher.history_limit,
+                )
+                .await?
+        }
+        None => {
+            store
+                .commit(&watcher.name, &stepped.state, &deliveries)
+                .await?
+        }
+    }
+    if let Some(err) = failure {
+        return Ok(Outcome::Failed(err));
+    }
+    Ok(match stepped.judged {
+        Judged::Baseline => Outcome::Baseline,
+        Judged::Unchanged | Judged::Failed => Outcome::Unchanged,
+        Judged::Changed { fields, event_id } => Outcome::Changed { fields, event_id },
+        Judged::Quiet { fields } => Outcome::Quiet { fields },
+    })
+}
+
+/// Fetch and extract: the state with the page's validators and hashes, and what was seen.
+async fn observe(
+    watcher: &Arc<Watcher>,
+    fetcher: &Fetcher,
+    mut state: WatcherState,
+    due: DateTime<Utc>,
+) -> Result<(WatcherState, Observed), CheckError> {
     let deadline = Instant::now() + watcher.timeout;
-    let mut state = store.watcher_state(&watcher.name)?;
     let fingerprint = fingerprint(watcher);
     let current = state.values.is_some() && state.fingerprint.as_ref() == Some(&fingerprint);
     let validators = Validators {
@@ -359,150 +416,27 @@ async fn check_and_commit(
     let fetched = fetcher
         .fetch(&request(watcher, validators, due, deadline))
         .await?;
-    // None: the page is the one the stored values came from, so it is not parsed again.
-    let fresh = match fetched {
-        Fetched::NotModified => None,
+    let observed = match fetched {
+        Fetched::NotModified => Observed::Same,
         Fetched::Page(page) => {
             metrics::bytes_fetched(&watcher.name, page.body.len());
-            state.etag = page.validators.etag;
-            state.last_modified = page.validators.last_modified;
             let hash = hex(&Sha256::digest(page.body.as_bytes()));
-            if current && state.body_hash.as_ref() == Some(&hash) {
-                None
+            let etag = page.validators.etag;
+            let last_modified = page.validators.last_modified;
+            let observed = if current && state.body_hash.as_ref() == Some(&hash) {
+                Observed::Same
             } else {
                 let values = read(watcher, page.body, deadline).await?.values;
                 state.body_hash = Some(hash);
                 state.fingerprint = Some(fingerprint);
-                Some(values)
-            }
+                Observed::Values(values)
+            };
+            state.etag = etag;
+            state.last_modified = last_modified;
+            observed
         }
     };
-    let now = Utc::now();
-    let mut deliveries = Vec::new();
-    if state.failing_sent {
-        state.seq += 1;
-        let alert = alert::recovered(&alert::Recovered {
-            watcher: &watcher.name,
-            url: &watcher.url,
-            seq: state.seq,
-            checked_at: now,
-            failed_checks: state.consecutive_failures,
-            values: fresh.as_ref().or(state.values.as_ref()),
-        });
-        info!(
-            watcher = watcher.name.as_str(),
-            event_id = alert.id.as_str(),
-            "watcher recovered"
-        );
-        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
-        state.failing_sent = false;
-    }
-    state.last_check = Some(now);
-    state.last_success = Some(now);
-    state.consecutive_failures = 0;
-    state.last_error = None;
-    let Some(values) = fresh else {
-        store.commit(&watcher.name, &state, &deliveries).await?;
-        return Ok(Outcome::Unchanged);
-    };
-    let evaluation = evaluate(
-        &watcher.notify,
-        state.values.as_ref(),
-        state.announced.as_ref(),
-        &values,
-    );
-    let outcome = match evaluation.diff {
-        Diff::Baseline => Outcome::Baseline,
-        Diff::Unchanged if evaluation.quiet.is_empty() => Outcome::Unchanged,
-        Diff::Unchanged => Outcome::Quiet {
-            fields: evaluation.quiet,
-        },
-        Diff::Changed(changes) => {
-            state.seq += 1;
-            let fields = changes.keys().cloned().collect();
-            let event = Event::changed(
-                &watcher.name,
-                &watcher.url,
-                state.seq,
-                now,
-                changes,
-                values.clone(),
-            );
-            deliveries.extend(deliveries_for(watcher, &event.id, &event.to_json(), now));
-            Outcome::Changed {
-                fields,
-                event_id: event.id,
-            }
-        }
-    };
-    // History records what the values were over time: a baseline or a change (announced or
-    // quiet), not every fetch.
-    let entry = match &outcome {
-        Outcome::Baseline => Some(("baseline", Vec::new(), None)),
-        Outcome::Changed { fields, event_id } => {
-            Some(("changed", fields.clone(), Some(event_id.clone())))
-        }
-        Outcome::Quiet { fields } => Some(("quiet", fields.clone(), None)),
-        _ => None,
-    }
-    .map(|(kind, changed, event_id)| HistoryEntry {
-        checked_at: now,
-        kind: kind.into(),
-        changed,
-        event_id,
-        values: values.clone(),
-    });
-    state.values = Some(values);
-    state.announced = Some(evaluation.announced);
-    store
-        .commit_recorded(
-            &watcher.name,
-            &state,
-            &deliveries,
-            entry.as_ref(),
-            watcher.history_limit,
-        )
-        .await?;
-    Ok(outcome)
-}
-
-async fn record_failure(
-    watcher: &Watcher,
-    store: &Store,
-    err: &CheckError,
-) -> Result<(), StoreError> {
-    let mut state = store.watcher_state(&watcher.name)?;
-    let now = Utc::now();
-    state.last_check = Some(now);
-    state.consecutive_failures += 1;
-    let error = err.to_string();
-    let mut deliveries = Vec::new();
-    if alert::should_alert(
-        state.consecutive_failures,
-        watcher.failure_threshold,
-        state.failing_sent,
-    ) {
-        state.seq += 1;
-        let alert = alert::failing(&alert::Failing {
-            watcher: &watcher.name,
-            url: &watcher.url,
-            seq: state.seq,
-            checked_at: now,
-            consecutive_failures: state.consecutive_failures,
-            error: &error,
-            last_success: state.last_success,
-        });
-        warn!(
-            watcher = watcher.name.as_str(),
-            failures = state.consecutive_failures,
-            event_id = alert.id.as_str(),
-            "watcher failing"
-        );
-        deliveries = deliveries_for(watcher, &alert.id, &alert.payload, now);
-        state.failing_sent = true;
-    }
-    state.last_error = Some(error);
-    store.commit(&watcher.name, &state, &deliveries).await
+    Ok((state, observed))
 }
 
 fn log(watcher: &Watcher, outcome: &Outcome, elapsed: Duration) {

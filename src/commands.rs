@@ -1,8 +1,8 @@
-//! The one-shot commands: each loads what it needs, does its job, prints, and returns the
-//! process exit code.
+//! The CLI: each command asks (the running daemon, or the store when none runs), then prints.
+//! A command returns its exit code, or the [`Failure`] that `main` prints once.
 //!
-//! Output goes through `out!` and `err!`, never `println!`, which panics when its reader has
-//! gone: `pagehook status | head -1` must end quietly, as other command-line tools do.
+//! Output goes through `out!`, never `println!`, which panics when its reader has gone:
+//! `pagehook status | head -1` must end quietly, as other command-line tools do.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -11,25 +11,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::check::{Checks, check_all, probe_explained};
+use crate::check::probe_explained;
 use crate::config::{self, Config, Diagnostic, Loaded, Watcher};
-use crate::control::{self, Request};
-use crate::deliver::{Deliverer, Tally};
+use crate::control;
+use crate::daemon;
+use crate::demo;
 use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
 use crate::logging::{self, LogFormat};
+use crate::ops::{self, Answerer, DeliveriesView, Ops, Reply, Request};
 use crate::receive::{self, describe};
 use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
-use crate::status::{self, Deliveries, Replayed};
 use crate::store::{Store, StoreError};
-use crate::{daemon, demo};
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
@@ -41,31 +39,51 @@ const CONCURRENCY: usize = 16;
 /// that has gone away into a quiet end.
 macro_rules! out {
     ($($arg:tt)*) => {
-        writeln!(io::stdout().lock(), $($arg)*)?
+        writeln!(io::stdout().lock(), $($arg)*).map_err(Failure::Output)?
     };
 }
 
-/// A line on stderr; when stderr itself is gone, nobody is left to tell.
-macro_rules! err {
-    ($($arg:tt)*) => {
-        let _ = writeln!(io::stderr().lock(), $($arg)*);
-    };
+/// Why a command stopped; `main` tells it once, through [`exit`].
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The problems were told already (config diagnostics): only the exit code is left.
+    #[error("exit status {0}")]
+    Told(u8),
+    /// The command was used wrongly: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Exit 1.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+    /// Stdout failed; a reader that went away is a quiet end.
+    #[error("cannot write the output: {0}")]
+    Output(io::Error),
 }
 
-/// A command's exit code, or the failed write to stdout that stopped it.
-pub type Printed = io::Result<ExitCode>;
+/// A command's exit code, or why it failed.
+pub type Done = Result<ExitCode, Failure>;
 
-/// The process's exit code for what a command printed. A closed pipe (`| head -1`) means the
-/// reader has what it wanted: exit 0 without a word, as ripgrep does.
-pub fn exit(printed: Printed) -> ExitCode {
-    match printed {
-        Ok(code) => code,
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(err) => {
-            err!("pagehook: cannot write the output: {err}");
-            ExitCode::FAILURE
+/// The process's exit code for how `command` ended, telling its failure on stderr. A closed
+/// pipe (`| head -1`) means the reader has what it wanted: exit 0 without a word, as ripgrep
+/// does.
+pub fn exit(command: &str, done: Done) -> ExitCode {
+    let (code, message) = match done {
+        Ok(code) => return code,
+        Err(Failure::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => {
+            return ExitCode::SUCCESS;
         }
-    }
+        Err(Failure::Told(code)) => return ExitCode::from(code),
+        Err(Failure::Usage(message)) => (EXIT_USAGE, message),
+        Err(Failure::Failed(err)) => (1, format!("{err:#}")),
+        Err(err @ Failure::Output(_)) => (1, err.to_string()),
+    };
+    // When stderr itself is gone, nobody is left to tell.
+    let _ = writeln!(io::stderr().lock(), "pagehook {command}: {message}");
+    ExitCode::from(code)
+}
+
+fn failed(message: impl std::fmt::Display) -> Failure {
+    Failure::Failed(anyhow::anyhow!("{message}"))
 }
 
 /// The config file a command reads, and how its problems are told.
@@ -77,8 +95,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Load the config, telling its warnings, or tell every error and return `error_code`.
-    pub fn load(&self, error_code: u8) -> Result<Config, ExitCode> {
+    /// Load the config, telling its warnings, or tell every error and fail with `error_code`.
+    pub fn load(&self, error_code: u8) -> Result<Config, Failure> {
         match config::load(&self.path) {
             Ok(Loaded { config, warnings }) => {
                 for warning in &warnings {
@@ -90,42 +108,46 @@ impl ConfigFile {
                 for error in &err.errors {
                     self.tell(error, false);
                 }
-                Err(ExitCode::from(error_code))
+                Err(Failure::Told(error_code))
             }
         }
     }
 
     fn tell(&self, problem: &Diagnostic, warning: bool) {
-        match (self.log_format, warning) {
-            (LogFormat::Json, _) => logging::config_problem(problem, warning),
-            (LogFormat::Human, true) => {
-                err!("{}", problem.as_warning());
+        let mut stderr = io::stderr().lock();
+        let _ = match (self.log_format, warning) {
+            (LogFormat::Json, _) => {
+                logging::config_problem(problem, warning);
+                Ok(())
             }
-            (LogFormat::Human, false) => {
-                err!("{problem}");
-            }
-        }
+            (LogFormat::Human, true) => writeln!(stderr, "{}", problem.as_warning()),
+            (LogFormat::Human, false) => writeln!(stderr, "{problem}"),
+        };
     }
+}
+
+/// `pagehook run`
+pub async fn run(file: ConfigFile) -> Done {
+    let config = file.load(EXIT_CONFIG)?;
+    let shutdown = daemon::shutdown_on_signals();
+    daemon::run(config, file.path, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pagehook check`
-pub fn check_config(file: &ConfigFile) -> Printed {
-    match file.load(1) {
-        Ok(config) => {
-            out!(
-                "{}: OK ({} watchers, {} webhooks)",
-                file.path.display(),
-                config.watchers.len(),
-                config.webhooks.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(code) => Ok(code),
-    }
+pub fn check_config(file: &ConfigFile) -> Done {
+    let config = file.load(1)?;
+    out!(
+        "{}: OK ({} watchers, {} webhooks)",
+        file.path.display(),
+        config.watchers.len(),
+        config.webhooks.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The named watchers, or all of them; an unknown name is a usage error.
-fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, ExitCode> {
+fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, Failure> {
     if names.is_empty() {
         return Ok(config.watchers.clone());
     }
@@ -134,267 +156,171 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, ExitCo
         .map(|name| {
             config.watcher(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = config.watchers.iter().map(|w| w.name.as_str()).collect();
-                err!(
+                Failure::Usage(format!(
                     "unknown watcher `{name}`; the config has: {}",
                     known.join(", ")
-                );
-                ExitCode::from(EXIT_USAGE)
+                ))
             })
         })
         .collect()
 }
 
-/// Ask the running daemon through its control socket, or, when none runs, do the job on the
+/// Ask the running daemon through its control socket, or, when none runs, answer from the
 /// store directly: a user never meets a lock error.
-async fn via_daemon_or_store<T, F, Fut>(
-    state_dir: &Path,
-    request: Request,
-    local: F,
-) -> anyhow::Result<T>
-where
-    T: DeserializeOwned,
-    F: FnOnce(Store) -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
+async fn ask(config: &Config, request: Request) -> Result<Reply, Failure> {
+    let state_dir = &config.state_dir;
     // A daemon that is starting holds the store before its socket is up: ask again briefly.
     for _ in 0..20 {
-        if let Some(answer) = control::call(state_dir, &request).await? {
-            return Ok(serde_json::from_value(answer)?);
+        if let Some(reply) = control::call(state_dir, &request)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            return Ok(reply);
         }
         match Store::open(state_dir) {
             Ok(store) => {
-                let result = local(store.clone()).await;
-                store.flush().await?;
-                return result;
+                let ops = Ops {
+                    store: store.clone(),
+                    watchers: config.watchers.clone(),
+                    answerer: Answerer::Alone {
+                        max_concurrency: config.max_concurrency,
+                        webhooks: config.webhooks.clone(),
+                    },
+                };
+                let reply = ops.answer(request, Utc::now()).await;
+                store.flush().await.map_err(anyhow::Error::from)?;
+                return reply.map_err(|err| Failure::Failed(err.into()));
             }
             Err(StoreError::Locked(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(Failure::Failed(err.into())),
         }
     }
-    Err(StoreError::Locked(state_dir.to_owned()).into())
+    Err(Failure::Failed(
+        StoreError::Locked(state_dir.to_owned()).into(),
+    ))
 }
 
-/// What `once` did, whether it ran here or in the daemon.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OnceReport {
-    pub checks: Checks,
-    /// None when a running daemon took the deliveries over.
-    pub deliveries: Option<Tally>,
-    pub queued: usize,
+fn unexpected(reply: Reply) -> Failure {
+    let kind = match reply {
+        Reply::Deliveries(_) => "deliveries",
+        Reply::Replay(_) => "replay",
+        Reply::Once(_) => "once",
+        Reply::Status(_) => "status",
+        Reply::History(_) => "history",
+    };
+    failed(format_args!(
+        "the running daemon answered with a {kind} report to another question"
+    ))
+}
+
+/// Print a rendered report, which ends with a newline.
+fn print(text: &str) -> Result<(), Failure> {
+    if !text.is_empty() {
+        out!("{}", text.trim_end_matches('\n'));
+    }
+    Ok(())
 }
 
 /// `pagehook once [WATCHER...]`
-pub async fn once(file: &ConfigFile, names: &[String]) -> Printed {
-    let config = match file.load(EXIT_CONFIG) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
-    let watchers = match select(&config, names) {
-        Ok(watchers) => watchers,
-        Err(code) => return Ok(code),
-    };
+pub async fn once(file: &ConfigFile, names: &[String]) -> Done {
+    let config = file.load(EXIT_CONFIG)?;
+    select(&config, names)?;
     let request = Request::Once {
         watchers: names.to_vec(),
     };
-    let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
-        let fetcher = Fetcher::with_concurrency(config.max_concurrency)?;
-        let checks = check_all(&watchers, &fetcher, &store).await;
-        let tally = Deliverer::new(store.clone(), config.webhooks.clone())?
-            .deliver_due()
-            .await;
-        Ok(OnceReport {
-            checks,
-            deliveries: Some(tally),
-            queued: store.pending_count(),
-        })
-    });
-    let report: OnceReport = match report.await {
-        Ok(report) => report,
-        Err(err) => {
-            err!("pagehook once: {err:#}");
-            return Ok(ExitCode::FAILURE);
-        }
+    let report = match ask(&config, request).await? {
+        Reply::Once(report) => report,
+        other => return Err(unexpected(other)),
     };
-    let Checks {
-        checked,
-        changed,
-        unchanged,
-        quiet,
-        baseline,
-        failed,
-    } = report.checks;
-    let deliveries = match report.deliveries {
-        Some(t) => format!(
-            "delivered {}, {} queued, {} dead",
-            t.delivered, report.queued, t.dead
-        ),
-        None => format!("{} queued for the running daemon", report.queued),
-    };
-    out!(
-        "checked {checked}: {changed} changed, {unchanged} unchanged, {quiet} quiet, {baseline} baseline, {failed} failed; {deliveries}"
-    );
-    if failed > 0 {
+    print(&ops::render_once(&report))?;
+    if report.checks.failed > 0 {
         Ok(ExitCode::FAILURE)
     } else {
         Ok(ExitCode::SUCCESS)
     }
 }
 
-/// Which part of `pagehook deliveries` to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Show {
-    All,
-    Pending,
-    Dead,
-}
-
 /// `pagehook deliveries [--pending|--dead] [--json]`
-pub async fn deliveries(file: &ConfigFile, show: Show, as_json: bool) -> Printed {
-    let config = match file.load(1) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
+pub async fn deliveries(file: &ConfigFile, view: DeliveriesView) -> Done {
+    let config = file.load(1)?;
+    let report = match ask(&config, Request::Deliveries).await? {
+        Reply::Deliveries(report) => report,
+        other => return Err(unexpected(other)),
     };
-    let report = via_daemon_or_store(&config.state_dir, Request::Deliveries, |store| async move {
-        Ok(Deliveries::read(&store)?)
-    });
-    let report = match report.await {
-        Ok(report) => report,
-        Err(err) => {
-            err!("pagehook deliveries: {err:#}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let pending = if show == Show::Dead {
-        &[][..]
-    } else {
-        &report.pending[..]
-    };
-    let dead = if show == Show::Pending {
-        &[][..]
-    } else {
-        &report.dead[..]
-    };
-    if as_json {
-        for d in pending {
-            out!("{}", with_state(d, "pending"));
-        }
-        for d in dead {
-            out!("{}", with_state(d, "dead"));
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-    for d in pending {
-        out!(
-            "pending  {}  webhook={} watcher={} attempts={} next={}  {}",
-            d.event_id,
-            d.webhook,
-            d.watcher,
-            d.attempts,
-            time(&d.next_attempt),
-            d.last_error().unwrap_or("")
-        );
-    }
-    for letter in dead {
-        let d = &letter.delivery;
-        out!(
-            "dead     {}  webhook={} watcher={} attempts={} died={}  {}",
-            d.event_id,
-            d.webhook,
-            d.watcher,
-            d.history.len(),
-            time(&letter.died_at),
-            letter.reason
-        );
-    }
-    if pending.is_empty() && dead.is_empty() {
-        out!(
-            "no {}",
-            match show {
-                Show::All => "pending deliveries and no dead letters",
-                Show::Pending => "pending deliveries",
-                Show::Dead => "dead letters",
-            }
-        );
-    }
-    for (webhook, failure) in &report.failing {
-        out!(
-            "webhook `{webhook}` is failing since {}: {}",
-            time(&failure.since),
-            failure.reason
-        );
-    }
-    if report.quarantined > 0 {
-        out!(
-            "{} unreadable outbox entries were set aside in the `quarantine` tree",
-            report.quarantined
-        );
-    }
+    print(&ops::render_deliveries(&report, view))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn with_state(item: &impl Serialize, state: &str) -> serde_json::Value {
-    let mut value = serde_json::to_value(item).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("state".into(), state.into());
-    }
-    value
-}
-
 /// `pagehook replay EVENT_ID... | --dead`
-pub async fn replay(file: &ConfigFile, event_ids: &[String], dead: bool) -> Printed {
+pub async fn replay(file: &ConfigFile, event_ids: &[String], dead: bool) -> Done {
     if event_ids.iter().any(|id| id.trim().is_empty()) {
-        err!(
-            "pagehook replay: an event id is empty; give whole ids (evt_...), as `pagehook deliveries` lists them"
-        );
-        return Ok(ExitCode::FAILURE);
+        return Err(failed(
+            "an event id is empty; give whole ids (evt_...), as `pagehook deliveries` lists them",
+        ));
     }
-    let config = match file.load(1) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
+    let config = file.load(1)?;
     let request = Request::Replay {
         event_ids: event_ids.to_vec(),
         dead,
     };
-    let replayed = via_daemon_or_store(&config.state_dir, request, |store| async move {
-        Ok(Replayed::run(&store, event_ids, dead, Utc::now())?)
-    });
-    match replayed.await {
-        Ok(replayed) => {
-            for (event_id, webhook) in &replayed.queued {
-                out!("queued {event_id} for webhook `{webhook}`");
-            }
-            out!(
-                "{} deliveries queued; `pagehook run` or `pagehook once` sends them",
-                replayed.queued.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            err!("pagehook replay: {err:#}");
-            Ok(ExitCode::FAILURE)
-        }
+    let replayed = match ask(&config, request).await? {
+        Reply::Replay(replayed) => replayed,
+        other => return Err(unexpected(other)),
+    };
+    print(&ops::render_replayed(&replayed))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pagehook status [--json]`
+pub async fn status(file: &ConfigFile, as_json: bool) -> Done {
+    let config = file.load(1)?;
+    let report = match ask(&config, Request::Status).await? {
+        Reply::Status(report) => report,
+        other => return Err(unexpected(other)),
+    };
+    if as_json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data")
+        );
+    } else {
+        print(&ops::render_status(&report))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pagehook history WATCHER [--limit N] [--json]`
+pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bool) -> Done {
+    let config = file.load(1)?;
+    let request = Request::History {
+        watcher: watcher.to_owned(),
+        limit,
+    };
+    let report = match ask(&config, request).await? {
+        Reply::History(Some(report)) => report,
+        Reply::History(None) => {
+            return Err(Failure::Usage(format!(
+                "unknown watcher `{watcher}`: it is not in the config and the store has nothing for it"
+            )));
+        }
+        other => return Err(unexpected(other)),
+    };
+    if as_json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data")
+        );
+    } else {
+        print(&ops::render_history(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pagehook test [WATCHER...] [--json]`
-pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed {
-    let config = match file.load(1) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
-    let watchers = match select(&config, names) {
-        Ok(watchers) => watchers,
-        Err(code) => return Ok(code),
-    };
-    let fetcher = match Fetcher::with_concurrency(config.max_concurrency) {
-        Ok(fetcher) => fetcher,
-        Err(err) => {
-            err!("pagehook test: {err}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Done {
+    let config = file.load(1)?;
+    let watchers = select(&config, names)?;
+    let fetcher = Fetcher::with_concurrency(config.max_concurrency).map_err(failed)?;
     // Print in config order, each as soon as it and those before it are done.
     let mut results = stream::iter(&watchers)
         .map(|w| {
@@ -442,76 +368,8 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Printed
     }
 }
 
-/// `pagehook status [--json]`
-pub async fn status(file: &ConfigFile, as_json: bool) -> Printed {
-    let config = match file.load(1) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
-    let watchers = config.watchers.clone();
-    let report = via_daemon_or_store(&config.state_dir, Request::Status, |store| async move {
-        Ok(status::status(&store, &watchers, Utc::now(), None)?)
-    });
-    match report.await {
-        Ok(report) if as_json => {
-            out!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("plain data")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(report) => {
-            out!("{}", status::render_status(&report).trim_end_matches('\n'));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            err!("pagehook status: {err:#}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// `pagehook history WATCHER [--limit N] [--json]`
-pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bool) -> Printed {
-    let config = match file.load(1) {
-        Ok(config) => config,
-        Err(code) => return Ok(code),
-    };
-    let watchers = config.watchers.clone();
-    let request = Request::History {
-        watcher: watcher.to_owned(),
-        limit,
-    };
-    let report = via_daemon_or_store(&config.state_dir, request, |store| async move {
-        Ok(status::history(&store, &watchers, watcher, limit)?)
-    });
-    match report.await {
-        Ok(Some(report)) if as_json => {
-            out!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("plain data")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Some(report)) => {
-            out!("{}", status::render_history(&report).trim_end_matches('\n'));
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(None) => {
-            err!(
-                "pagehook history: unknown watcher `{watcher}`: it is not in the config and the store has nothing for it"
-            );
-            Ok(ExitCode::from(EXIT_USAGE))
-        }
-        Err(err) => {
-            err!("pagehook history: {err:#}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
 /// `pagehook demo [--duration D]`
-pub async fn demo(duration: Option<std::time::Duration>) -> Printed {
+pub async fn demo(duration: Option<std::time::Duration>) -> Done {
     let options = demo::Options {
         duration,
         ..demo::Options::default()
@@ -524,62 +382,40 @@ pub async fn demo(duration: Option<std::time::Duration>) -> Printed {
             stop.cancel();
         }
     };
-    match demo::run(&options, shutdown, show).await {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(err) => {
-            err!("pagehook demo: {err:#}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    demo::run(&options, shutdown, show).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `pagehook receive --secret S [--host H] [--port P] [--out FILE]`
-pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Path>) -> Printed {
+pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Path>) -> Done {
     // Several secrets may also arrive whitespace-separated in one value, as from
     // $PAGEHOOK_SECRET; parse errors never echo the secret.
     let texts: Vec<&str> = secrets.iter().flat_map(|s| s.split_whitespace()).collect();
     if texts.is_empty() {
-        err!("pagehook receive: --secret is empty");
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Err(Failure::Usage("--secret is empty".into()));
     }
-    let mut parsed = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
-        match text.parse::<Secret>() {
-            Ok(secret) => parsed.push(secret),
-            Err(err) => {
-                err!("pagehook receive: secret #{}: {err}", i + 1);
-                return Ok(ExitCode::from(EXIT_USAGE));
-            }
-        }
-    }
+    let parsed = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse::<Secret>()
+                .map_err(|err| Failure::Usage(format!("secret #{}: {err}", i + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let file = match out {
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(file) => Some(file),
-            Err(err) => {
-                err!("pagehook receive: cannot open {}: {err}", path.display());
-                return Ok(ExitCode::FAILURE);
-            }
-        },
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|err| failed(format_args!("cannot open {}: {err}", path.display())))?,
+        ),
         None => None,
     };
-    let listener = match tokio::net::TcpListener::bind((host, port)).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            err!("pagehook receive: cannot listen on {host}:{port}: {err}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(err) => {
-            err!("pagehook receive: {err}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|err| failed(format_args!("cannot listen on {host}:{port}: {err}")))?;
+    let addr = listener.local_addr().map_err(failed)?;
     let count = parsed.len();
     let options = receive::Options {
         secrets: parsed,
@@ -604,29 +440,20 @@ pub async fn receive(host: &str, port: u16, secrets: &[String], out: Option<&Pat
     }
     match server.await {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-        Ok(Err(err)) => {
-            err!("pagehook receive: {err}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(err) => {
-            err!("pagehook receive: the server panicked: {err}");
-            Ok(ExitCode::FAILURE)
-        }
+        Ok(Err(err)) => Err(failed(err)),
+        Err(err) => Err(failed(format_args!("the server panicked: {err}"))),
     }
 }
 
 /// `pagehook secret`
-pub fn secret() -> Printed {
-    match Secret::generate() {
-        Ok(secret) => {
-            out!("{}", secret.to_whsec());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            err!("pagehook secret: the operating system gave no random bytes: {err}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+pub fn secret() -> Done {
+    let secret = Secret::generate().map_err(|err| {
+        failed(format_args!(
+            "the operating system gave no random bytes: {err}"
+        ))
+    })?;
+    out!("{}", secret.to_whsec());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where each field without a source found its value, so a user can trust or correct it.

@@ -106,6 +106,30 @@ pub struct Watcher {
     pub failure_threshold: u32,
 }
 
+/// How long a check may be late before it counts as overdue, beyond its slot and `timeout`:
+/// the scheduler's and the store's own moments.
+const OVERDUE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Watcher {
+    /// The slot this watcher has been due at since, if it is overdue at `now`: that slot, its
+    /// `timeout` and a grace have passed without a check finishing. A watcher that never ran
+    /// has been due since checking began (`running_since`, the daemon's start); with no daemon
+    /// running that is unknown, and it is not called overdue.
+    pub fn overdue_since(
+        &self,
+        last_check: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+        running_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let due = match last_check {
+            Some(last) => self.schedule.next_after(last, self.offset),
+            None => running_since?,
+        };
+        let late = chrono::TimeDelta::from_std(self.timeout + OVERDUE_GRACE).ok()?;
+        (now > due + late).then_some(due)
+    }
+}
+
 impl Config {
     pub fn watcher(&self, name: &str) -> Option<&Arc<Watcher>> {
         self.watchers.iter().find(|w| w.name == name)

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+use crate::ops::{Reply, Request};
 
 const SOCKET: &str = "control.sock";
 /// A request line longer than this is not one of ours.
@@ -23,29 +24,18 @@ const MAX_REQUEST: u64 = 64 * 1024;
 /// How long a client waits for the daemon; `once` may run checks for a while.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// What a command asks of the daemon.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
-    Deliveries,
-    Replay { event_ids: Vec<String>, dead: bool },
-    Once { watchers: Vec<String> },
-    Status,
-    History { watcher: String, limit: usize },
-}
-
 /// `{"ok": true, "output": ...}` or `{"ok": false, "error": "..."}`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Response {
     ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    output: Option<Value>,
+    output: Option<Reply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 impl Response {
-    fn from(result: Result<Value, String>) -> Self {
+    fn from(result: Result<Reply, String>) -> Self {
         match result {
             Ok(output) => Response {
                 ok: true,
@@ -82,7 +72,7 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 
 /// Send `request` to the daemon serving `state_dir`. `Ok(None)` means no daemon is listening
 /// (no socket, or a stale one left by a crash), so the caller may open the store itself.
-pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Value>, ControlError> {
+pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Reply>, ControlError> {
     let path = socket_path(state_dir);
     let io = |source| ControlError::Io {
         path: path.clone(),
@@ -112,7 +102,10 @@ pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Value>, 
             .map_err(io)?;
         let response: Response = serde_json::from_str(&answer)?;
         match response.ok {
-            true => Ok(Some(response.output.unwrap_or_default())),
+            true => response
+                .output
+                .map(Some)
+                .ok_or_else(|| ControlError::Refused("an answer without a reply".to_owned())),
             false => Err(ControlError::Refused(response.error.unwrap_or_default())),
         }
     };
@@ -130,7 +123,7 @@ pub async fn serve<H, F>(
 ) -> std::io::Result<()>
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Value, String>> + Send + 'static,
+    F: Future<Output = Result<Reply, String>> + Send + 'static,
 {
     let path = socket_path(state_dir);
     match std::fs::remove_file(&path) {
@@ -163,7 +156,7 @@ where
 async fn answer<H, F>(stream: UnixStream, handle: Arc<H>)
 where
     H: Fn(Request) -> F,
-    F: Future<Output = Result<Value, String>>,
+    F: Future<Output = Result<Reply, String>>,
 {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -190,7 +183,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::ops::Replayed;
 
     #[tokio::test]
     async fn a_request_reaches_the_handler_and_its_answer_comes_back() {
@@ -214,7 +207,12 @@ mod tests {
                             Request::Replay { event_ids, .. } if event_ids.is_empty() => {
                                 Err("nothing to replay".to_string())
                             }
-                            other => Ok(json!({ "echo": other })),
+                            other => Ok(Reply::Replay(Replayed {
+                                queued: vec![(
+                                    "echo".to_owned(),
+                                    serde_json::to_string(&other).unwrap(),
+                                )],
+                            })),
                         }
                     },
                     shutdown,
@@ -230,7 +228,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
 
         let answer = call(dir.path(), &Request::Deliveries).await.unwrap();
-        assert_eq!(answer, Some(json!({"echo": {"command": "deliveries"}})));
+        let echo = Replayed {
+            queued: vec![("echo".to_owned(), r#"{"command":"deliveries"}"#.to_owned())],
+        };
+        assert_eq!(answer, Some(Reply::Replay(echo)));
         let refused = call(
             dir.path(),
             &Request::Replay {

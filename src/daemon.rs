@@ -17,14 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminState, Health, Part};
-use crate::check::{check, check_all};
-use crate::commands::OnceReport;
+use crate::check::check;
 use crate::config::{self, Config, Watcher};
-use crate::control::{self, Request};
+use crate::control;
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
-use crate::status::{self, Deliveries, Replayed};
-use crate::store::{Store, StoreError};
+use crate::ops::{self, Answerer, Ops};
+use crate::store::Store;
 
 /// How long in-flight checks and deliveries get to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -83,24 +82,28 @@ pub async fn run(config: Config, path: PathBuf, shutdown: CancellationToken) -> 
             deliverer.run(stop, DRAIN).await
         }
     });
-    let control = Control {
-        watchers: live.clone(),
+    let answerer = Answerer::Daemon {
         fetcher: fetcher.clone(),
-        store: store.clone(),
         deliverer: deliverer.clone(),
         started,
     };
     let control_socket = tokio::spawn({
         let stop = stop.clone();
-        let state_dir = config.state_dir.clone();
-        async move {
-            control::serve(
-                &state_dir,
-                move |request| control.clone().handle(request),
-                stop,
-            )
-            .await
-        }
+        let (state_dir, store, live) = (config.state_dir.clone(), store.clone(), live.clone());
+        // Each request sees the watchers running when it arrives, as reloads swap them.
+        let handle = move |request| {
+            let ops = Ops {
+                store: store.clone(),
+                watchers: live.read().expect("live watchers").clone(),
+                answerer: answerer.clone(),
+            };
+            async move {
+                ops.answer(request, Utc::now())
+                    .await
+                    .map_err(|err| err.to_string())
+            }
+        };
+        async move { control::serve(&state_dir, handle, stop).await }
     });
     let (reloads, reloaded) = mpsc::channel(1);
     let mut scheduler = tokio::spawn({
@@ -210,7 +213,7 @@ fn report_status(
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    match status::status(store, watchers, Utc::now(), Some(started)) {
+    match ops::status(store, watchers, Utc::now(), Some(started)) {
         Ok(report) => {
             let mut line = report.summary();
             if let Some(rejected) = rejected {
@@ -475,76 +478,6 @@ impl Scheduler {
             (watcher.name.clone(), !outcome.got_no_slot())
         }
     }
-}
-
-/// Answers the control socket with the daemon's own store and workers.
-#[derive(Clone)]
-struct Control {
-    /// The running watchers, swapped on reload.
-    watchers: Arc<RwLock<Vec<Arc<Watcher>>>>,
-    fetcher: Fetcher,
-    store: Store,
-    deliverer: Deliverer,
-    /// When the daemon started, for the status of watchers it has not checked yet.
-    started: DateTime<Utc>,
-}
-
-impl Control {
-    async fn handle(self, request: Request) -> Result<serde_json::Value, String> {
-        let output = match request {
-            Request::Deliveries => to_json(Deliveries::read(&self.store)),
-            Request::Replay { event_ids, dead } => {
-                let replayed = Replayed::run(&self.store, &event_ids, dead, Utc::now());
-                self.deliverer.wake();
-                to_json(replayed)
-            }
-            Request::Status => to_json(status::status(
-                &self.store,
-                &self.live(),
-                Utc::now(),
-                Some(self.started),
-            )),
-            Request::History { watcher, limit } => {
-                to_json(status::history(&self.store, &self.live(), &watcher, limit))
-            }
-            Request::Once { watchers } => {
-                let live = self.live();
-                let selected = if watchers.is_empty() {
-                    live
-                } else {
-                    let mut selected = Vec::new();
-                    for name in &watchers {
-                        match live.iter().find(|w| &w.name == name) {
-                            Some(w) => selected.push(w.clone()),
-                            None => {
-                                return Err(format!("the running daemon has no watcher `{name}`"));
-                            }
-                        }
-                    }
-                    selected
-                };
-                let checks = check_all(&selected, &self.fetcher, &self.store).await;
-                self.deliverer.wake();
-                to_json(Ok::<_, StoreError>(OnceReport {
-                    checks,
-                    deliveries: None,
-                    queued: self.store.pending_count(),
-                }))
-            }
-        };
-        output.map_err(|err| err.to_string())
-    }
-
-    fn live(&self) -> Vec<Arc<Watcher>> {
-        self.watchers.read().expect("watchers lock").clone()
-    }
-}
-
-fn to_json<T: serde::Serialize, E: std::fmt::Display>(
-    result: Result<T, E>,
-) -> Result<serde_json::Value, anyhow::Error> {
-    let value = result.map_err(|err| anyhow::anyhow!("{err}"))?;
-    Ok(serde_json::to_value(value)?)
 }
 
 fn until(at: DateTime<Utc>) -> Duration {

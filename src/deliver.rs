@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::{StreamExt, stream};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Webhook;
-use crate::fetch::{USER_AGENT, error_chain};
+use crate::fetch::{USER_AGENT, error_chain, parse_retry_after};
 use crate::metrics;
 use crate::sign::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign};
 use crate::store::{
@@ -80,16 +80,6 @@ pub fn classify(status: StatusCode) -> Verdict {
             misconfigured: true,
         },
     }
-}
-
-/// A `Retry-After` value, in seconds or as an HTTP date, as a delay from `now`.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
 }
 
 /// The delay before the next attempt after `attempts` have failed, or None when the retry
@@ -730,28 +720,6 @@ mod tests {
             None,
             "it does not add attempts"
         );
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_http_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::redact::SensitiveUrl;
 pub use gate::{Busy, HostPolicy, Limit};
 pub use proxy::{ProxyPool, ProxyUrl, Rotation};
 use redirect::{Hop, Unusable};
+pub(crate) use retry::parse_retry_after;
 
 pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
 /// Requests in flight at once across all hosts (`daemon.max_concurrency`).

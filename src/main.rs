@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use pagehook::commands::{self, ConfigFile, EXIT_CONFIG, Show};
-use pagehook::daemon;
+use pagehook::commands::{self, ConfigFile};
 use pagehook::logging::{self, LogFormat};
+use pagehook::ops::{DeliveriesView, Show};
 
 /// Watch web pages and JSON APIs; send a signed webhook when a tracked value changes.
 #[derive(Parser)]
@@ -165,9 +165,10 @@ fn main() -> ExitCode {
         path: cli.config,
         log_format: cli.log_format,
     };
-    let printed = runtime.block_on(async {
+    let name = cli.command.name();
+    let done = runtime.block_on(async {
         match cli.command {
-            Command::Run => Ok(run(file).await),
+            Command::Run => commands::run(file).await,
             Command::Once { watchers } => commands::once(&file, &watchers).await,
             Command::Check => commands::check_config(&file),
             Command::Test { watchers, json } => commands::test(&file, &watchers, json).await,
@@ -181,7 +182,7 @@ fn main() -> ExitCode {
                     (_, true) => Show::Dead,
                     _ => Show::All,
                 };
-                commands::deliveries(&file, show, json).await
+                commands::deliveries(&file, DeliveriesView { show, json }).await
             }
             Command::Replay { event_ids, dead } => commands::replay(&file, &event_ids, dead).await,
             Command::Status { json } => commands::status(&file, json).await,
@@ -203,20 +204,24 @@ fn main() -> ExitCode {
     // Dropping the runtime would wait for every blocking task, and a parse cut off by the
     // daemon's drain may still be running on one until its next piece: do not wait for it.
     runtime.shutdown_timeout(Duration::from_millis(500));
-    commands::exit(printed)
+    commands::exit(name, done)
 }
 
-async fn run(file: ConfigFile) -> ExitCode {
-    let config = match file.load(EXIT_CONFIG) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    let shutdown = daemon::shutdown_on_signals();
-    match daemon::run(config, file.path, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            let _ = writeln!(std::io::stderr(), "pagehook run: {err:#}");
-            ExitCode::FAILURE
+impl Command {
+    /// What errors are prefixed with: `pagehook NAME: ...`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run => "run",
+            Command::Once { .. } => "once",
+            Command::Check => "check",
+            Command::Test { .. } => "test",
+            Command::Deliveries { .. } => "deliveries",
+            Command::Replay { .. } => "replay",
+            Command::Status { .. } => "status",
+            Command::History { .. } => "history",
+            Command::Demo { .. } => "demo",
+            Command::Receive { .. } => "receive",
+            Command::Secret => "secret",
         }
     }
 }

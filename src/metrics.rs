@@ -20,7 +20,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::Watcher;
-use crate::status;
 use crate::store::{Store, StoreError};
 
 /// The content type of `encode()`'s output.
@@ -270,7 +269,7 @@ fn observe_store(
             watcher: watcher.name.clone(),
         };
         never_checked += i64::from(state.last_check.is_none());
-        let late = status::overdue_since(watcher, state.last_check, now, Some(running_since));
+        let late = watcher.overdue_since(state.last_check, now, Some(running_since));
         let late = late.map_or(0.0, |due| {
             overdue += 1;
             (now - due).num_milliseconds() as f64 / 1000.0

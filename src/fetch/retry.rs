@@ -31,8 +31,9 @@ pub(super) fn delay(attempt: u32, retry_after: Option<Duration>) -> Option<Durat
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date.
-pub(super) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+/// `Retry-After` as delay-seconds or an HTTP date, as a delay from `now` (zero for a date
+/// already past). The fetcher and the webhook deliverer both honour it.
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -107,6 +108,27 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
     }
 
     #[test]

@@ -1,15 +1,13 @@
 //! `status`, `history`, `deliveries` and `replay`: reports built from the store and the config,
-//! as plain serializable structs. The daemon builds them when a command asks through the
-//! control socket, the command itself when no daemon runs, so the user sees the same either
-//! way; the daemon's own STATUS line comes from here too.
+//! as plain serializable structs; the daemon's own STATUS line comes from here too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::render::plural;
 use crate::config::Watcher;
 use crate::extract::Values;
 use crate::store::{DeadLetter, Delivery, EndpointFailure, HistoryEntry, Store, StoreError};
@@ -70,28 +68,6 @@ impl StatusReport {
     }
 }
 
-/// How long a check may be late before it counts as overdue, beyond its slot and `timeout`:
-/// the scheduler's and the store's own moments.
-const OVERDUE_GRACE: Duration = Duration::from_secs(10);
-
-/// The slot `watcher` has been due at since, if it is overdue at `now`: that slot, its
-/// `timeout` and a grace have passed without a check finishing. A watcher that never ran has
-/// been due since checking began (`running_since`, the daemon's start); with no daemon running
-/// that is unknown, and it is not called overdue.
-pub fn overdue_since(
-    watcher: &Watcher,
-    last_check: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    running_since: Option<DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    let due = match last_check {
-        Some(last) => watcher.schedule.next_after(last, watcher.offset),
-        None => running_since?,
-    };
-    let late = TimeDelta::from_std(watcher.timeout + OVERDUE_GRACE).ok()?;
-    (now > due + late).then_some(due)
-}
-
 /// The state of each configured watcher as of `now`; `running_since` is when the daemon
 /// started, if one runs.
 pub fn status(
@@ -132,7 +108,7 @@ pub fn status(
             last_error: state.last_error,
             last_success: state.last_success,
             next_run,
-            overdue_since: overdue_since(watcher, state.last_check, now, running_since),
+            overdue_since: watcher.overdue_since(state.last_check, now, running_since),
             consecutive_failures: state.consecutive_failures,
             pending_deliveries: pending.get(&watcher.name).copied().unwrap_or(0),
         });
@@ -224,139 +200,10 @@ impl Replayed {
     }
 }
 
-fn plural(n: usize, noun: &str) -> String {
-    match (n, noun.strip_suffix('y')) {
-        (1, _) => format!("1 {noun}"),
-        (_, Some(stem)) => format!("{n} {stem}ies"),
-        _ => format!("{n} {noun}s"),
-    }
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// `field=value` pairs, strings unquoted when they need no quotes.
-fn values_line(values: &Values) -> String {
-    let mut line = String::new();
-    for (name, value) in values {
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        let _ = match value {
-            serde_json::Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => {
-                write!(line, "{name}={s}")
-            }
-            other => write!(line, "{name}={other}"),
-        };
-    }
-    line
-}
-
-/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// The human-readable `status` table, with each failing watcher's error beneath it.
-pub fn render_status(report: &StatusReport) -> String {
-    let mut rows = vec![
-        [
-            "WATCHER",
-            "LAST CHECK",
-            "OUTCOME",
-            "NEXT RUN",
-            "FAILURES",
-            "QUEUED",
-            "VALUES",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
-    for w in &report.watchers {
-        rows.push(vec![
-            w.name.clone(),
-            w.last_check.map_or("never".into(), time),
-            w.last_outcome.clone().unwrap_or("-".into()),
-            time(w.next_run),
-            w.consecutive_failures.to_string(),
-            w.pending_deliveries.to_string(),
-            w.values.as_ref().map_or("-".into(), values_line),
-        ]);
-    }
-    let mut out = table(&rows);
-    for w in &report.watchers {
-        if let (Some("failed"), Some(err)) = (w.last_outcome.as_deref(), &w.last_error) {
-            let _ = writeln!(out, "{}: {err}", w.name);
-        }
-        if let Some(due) = w.overdue_since {
-            let checked = match w.last_check {
-                Some(_) => "no check has finished since",
-                None => "it has never been checked",
-            };
-            let _ = writeln!(out, "{}: overdue since {}: {checked}", w.name, time(due));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "{} queued",
-        plural(report.pending_deliveries, "delivery")
-    );
-    out
-}
-
-/// The human-readable `history` listing, newest first.
-pub fn render_history(report: &HistoryReport) -> String {
-    if report.entries.is_empty() {
-        return format!("{}: no history recorded yet\n", report.watcher);
-    }
-    let mut rows = vec![
-        ["TIME", "KIND", "CHANGED", "VALUES"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for e in &report.entries {
-        let changed = if e.changed.is_empty() {
-            "-".to_owned()
-        } else {
-            e.changed.join(",")
-        };
-        rows.push(vec![
-            time(e.checked_at),
-            e.kind.clone(),
-            changed,
-            values_line(&e.values),
-        ]);
-    }
-    table(&rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::render::{render_history, render_status};
     use crate::store::WatcherState;
     use serde_json::json;
     use std::path::Path;
@@ -450,10 +297,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let started: DateTime<Utc> = "2026-11-27T06:00:00Z".parse().unwrap();
-        let soon = started + TimeDelta::seconds(30);
+        let soon = started + chrono::TimeDelta::seconds(30);
         let report = status(&store, &watchers(), soon, Some(started)).unwrap();
         assert!(report.watchers.iter().all(|w| w.overdue_since.is_none()));
-        let later = started + TimeDelta::seconds(41);
+        let later = started + chrono::TimeDelta::seconds(41);
         let report = status(&store, &watchers(), later, Some(started)).unwrap();
         assert!(
             report

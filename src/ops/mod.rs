@@ -1,0 +1,165 @@
+//! The reports and actions that both the CLI and the daemon serve: `status`, `history`,
+//! `deliveries`, `replay` and `once`. Each [`Request`] has one [`Reply`]; the daemon computes it
+//! over the control socket, a command over the store when no daemon runs, and both render it
+//! through [`render`], so a user sees the same either way.
+
+mod render;
+mod report;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{Checks, check_all};
+use crate::config::Watcher;
+use crate::deliver::{Deliverer, Tally};
+use crate::fetch::Fetcher;
+use crate::store::{Store, StoreError};
+
+pub use render::{DeliveriesView, Show, render_deliveries, render_history, render_once};
+pub use render::{render_replayed, render_status};
+pub use report::{
+    Deliveries, HistoryReport, Replayed, StatusReport, WatcherStatus, history, status,
+};
+
+/// What a command asks of the daemon (or, with none running, of the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Deliveries,
+    Replay { event_ids: Vec<String>, dead: bool },
+    Once { watchers: Vec<String> },
+    Status,
+    History { watcher: String, limit: usize },
+}
+
+/// The answer to each [`Request`], one variant per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", content = "report", rename_all = "snake_case")]
+pub enum Reply {
+    Deliveries(Deliveries),
+    Replay(Replayed),
+    Once(OnceReport),
+    Status(StatusReport),
+    /// None for a watcher neither the config nor the store knows.
+    History(Option<HistoryReport>),
+}
+
+/// What `once` did, whether it ran here or in the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnceReport {
+    pub checks: Checks,
+    /// None when a running daemon took the deliveries over.
+    pub deliveries: Option<Tally>,
+    pub queued: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the running daemon has no watcher `{0}`")]
+    UnknownWatcher(String),
+    #[error("{0}")]
+    Client(String),
+}
+
+/// Who answers: the daemon, whose workers deliver, or a command alone with the store.
+#[derive(Clone)]
+pub enum Answerer {
+    Daemon {
+        fetcher: Fetcher,
+        deliverer: Deliverer,
+        /// When the daemon started, for the status of watchers it has not checked yet.
+        started: DateTime<Utc>,
+    },
+    Alone {
+        max_concurrency: usize,
+        webhooks: crate::deliver::Webhooks,
+    },
+}
+
+/// Answers requests over one store and the watchers configured at the time.
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Store,
+    pub watchers: Vec<Arc<Watcher>>,
+    pub answerer: Answerer,
+}
+
+impl Ops {
+    pub async fn answer(&self, request: Request, now: DateTime<Utc>) -> Result<Reply, OpsError> {
+        let store = &self.store;
+        Ok(match request {
+            Request::Deliveries => Reply::Deliveries(Deliveries::read(store)?),
+            Request::Replay { event_ids, dead } => {
+                let replayed = Replayed::run(store, &event_ids, dead, now)?;
+                if let Answerer::Daemon { deliverer, .. } = &self.answerer {
+                    deliverer.wake();
+                }
+                Reply::Replay(replayed)
+            }
+            Request::Status => {
+                let running_since = match &self.answerer {
+                    Answerer::Daemon { started, .. } => Some(*started),
+                    Answerer::Alone { .. } => None,
+                };
+                Reply::Status(status(store, &self.watchers, now, running_since)?)
+            }
+            Request::History { watcher, limit } => {
+                Reply::History(history(store, &self.watchers, &watcher, limit)?)
+            }
+            Request::Once { watchers } => Reply::Once(self.once(&watchers).await?),
+        })
+    }
+
+    async fn once(&self, names: &[String]) -> Result<OnceReport, OpsError> {
+        let selected = if names.is_empty() {
+            self.watchers.clone()
+        } else {
+            names
+                .iter()
+                .map(|name| {
+                    self.watchers
+                        .iter()
+                        .find(|w| &w.name == name)
+                        .cloned()
+                        .ok_or_else(|| OpsError::UnknownWatcher(name.clone()))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let store = &self.store;
+        match &self.answerer {
+            Answerer::Daemon {
+                fetcher, deliverer, ..
+            } => {
+                let checks = check_all(&selected, fetcher, store).await;
+                deliverer.wake();
+                Ok(OnceReport {
+                    checks,
+                    deliveries: None,
+                    queued: store.pending_count(),
+                })
+            }
+            Answerer::Alone {
+                max_concurrency,
+                webhooks,
+            } => {
+                let client = |err: &dyn std::fmt::Display| OpsError::Client(err.to_string());
+                let fetcher =
+                    Fetcher::with_concurrency(*max_concurrency).map_err(|e| client(&e))?;
+                let checks = check_all(&selected, &fetcher, store).await;
+                let tally = Deliverer::new(store.clone(), webhooks.clone())
+                    .map_err(|e| client(&e))?
+                    .deliver_due()
+                    .await;
+                Ok(OnceReport {
+                    checks,
+                    deliveries: Some(tally),
+                    queued: store.pending_count(),
+                })
+            }
+        }
+    }
+}
