@@ -479,11 +479,11 @@ pub fn secret() -> Done {
 }
 
 /// Where each field without a source found its value, so a user can trust or correct it.
-fn automatic_origins(watcher: &Watcher, found: &Extraction) -> BTreeMap<String, &'static str> {
+fn automatic_origins(watcher: &Watcher, found: &Extraction) -> BTreeMap<String, String> {
     watcher
         .fields
         .iter()
         .filter(|f| matches!(f.source, Source::Auto))
-        .filter_map(|f| Some((f.name.clone(), found.origins.get(&f.name)?.label())))
+        .filter_map(|f| Some((f.name.clone(), found.found_in(&f.name)?)))
         .collect()
 }

@@ -201,11 +201,19 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The product's availability: its first offer's, else its own.
+    /// The product's availability: in stock when any offer (a size, a seller) can be bought,
+    /// else the first offer's, else its own.
     pub fn availability(&self) -> Option<&'a str> {
-        self.offers()
-            .iter()
-            .find_map(|o| o.availability)
+        let offers = self.offers();
+        let stated = || offers.iter().filter_map(|o| o.availability);
+        stated()
+            .find(|a| {
+                !matches!(
+                    super::availability::normalise(a),
+                    None | Some("OutOfStock" | "SoldOut" | "Discontinued")
+                )
+            })
+            .or_else(|| stated().next())
             .or_else(|| self.map.get("availability").and_then(scalar_str))
     }
 }

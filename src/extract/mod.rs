@@ -10,6 +10,7 @@ mod markup;
 mod microdata;
 mod number;
 pub mod price;
+mod visible;
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -96,6 +97,8 @@ pub enum Origin {
     Microdata,
     Meta,
     Json,
+    /// The visible page, read when structured data is silent.
+    Visible,
 }
 
 impl Origin {
@@ -106,6 +109,7 @@ impl Origin {
             Origin::Microdata => "microdata",
             Origin::Meta => "meta tags",
             Origin::Json => "JSON",
+            Origin::Visible => "the visible page",
         }
     }
 }
@@ -138,13 +142,13 @@ pub enum FieldError {
     #[error("`{0}` is null")]
     Null(String),
     #[error(
-        "no price in the page's JSON-LD, microdata or product meta tags; set `css` to read it from the page"
+        "no price in the page's JSON-LD, microdata or product meta tags, nor on the visible page, which is {0}; set `css` to read it from the page"
     )]
-    NoStructuredPrice,
+    NoAutoPrice(&'static str),
     #[error(
-        "no availability in the page's JSON-LD, microdata or product meta tags; set `css` to read it from the page"
+        "no availability in the page's JSON-LD, microdata or product meta tags, nor on the visible page, which is {0}; set `css` to read it from the page"
     )]
-    NoStructuredAvailability,
+    NoAutoAvailability(&'static str),
     #[error(
         "the value is {} ({size} bytes), over the field's {} limit (max_value_size): narrow the selector, add a regex or raise max_value_size",
         size_label(*.size as u64),
@@ -174,8 +178,8 @@ impl FieldError {
             | FieldError::NoProduct
             | FieldError::JsonLdNoMatch(_)
             | FieldError::PointerNoMatch(_)
-            | FieldError::NoStructuredPrice
-            | FieldError::NoStructuredAvailability => Reason::Selector,
+            | FieldError::NoAutoPrice(_)
+            | FieldError::NoAutoAvailability(_) => Reason::Selector,
             FieldError::RegexNoMatch { .. }
             | FieldError::NotANumber(_)
             | FieldError::NoPrice(_)
@@ -241,6 +245,19 @@ fn describe(failures: &[(String, FieldError)]) -> String {
 pub struct Extraction {
     pub values: Values,
     pub origins: BTreeMap<String, Origin>,
+    /// For values read off the visible page, a CSS path to the element that shows them.
+    pub paths: BTreeMap<String, String>,
+}
+
+impl Extraction {
+    /// Where a field's value was found, in words: `the visible page at div.price > span`.
+    pub fn found_in(&self, field: &str) -> Option<String> {
+        let origin = self.origins.get(field)?.label();
+        Some(match self.paths.get(field) {
+            Some(path) => format!("{origin} at `{path}`"),
+            None => origin.to_owned(),
+        })
+    }
 }
 
 /// Extract every field from a body (HTML, or JSON for `json` fields). Fails when any
@@ -279,15 +296,20 @@ pub fn extract_until(
         html,
         graph: OnceCell::new(),
         json: OnceCell::new(),
+        visible_paths: Default::default(),
     };
     let mut values = Values::new();
     let mut origins = BTreeMap::new();
+    let mut paths = BTreeMap::new();
     let mut failures = Vec::new();
     for field in fields {
         match extract_field(field, &page).and_then(|found| within_size(field, found)) {
             Ok((value, origin)) => {
                 values.insert(field.name.clone(), value);
                 origins.insert(field.name.clone(), origin);
+                if let Some(path) = page.visible_paths.borrow_mut().remove(&field.name) {
+                    paths.insert(field.name.clone(), path);
+                }
             }
             // An optional field that yields nothing is null; one that yields too much is not
             // nothing, and null in its place would read as a change.
@@ -298,7 +320,11 @@ pub fn extract_until(
         }
     }
     if failures.is_empty() {
-        Ok(Extraction { values, origins })
+        Ok(Extraction {
+            values,
+            origins,
+            paths,
+        })
     } else {
         Err(ExtractError::Fields(failures))
     }
@@ -326,6 +352,8 @@ struct Page<'b> {
     html: Option<Html>,
     graph: OnceCell<jsonld::Graph>,
     json: OnceCell<Result<Value, FieldError>>,
+    /// Paths of the values the visible-page reading found, by field.
+    visible_paths: std::cell::RefCell<BTreeMap<String, String>>,
 }
 
 impl Page<'_> {
@@ -476,9 +504,9 @@ fn exact(text: &str) -> Option<Decimal> {
 fn automatic(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
     match field.kind {
         FieldKind::Price => automatic_price(field, page),
-        FieldKind::Availability => automatic_availability(page),
+        FieldKind::Availability => automatic_availability(field, page),
         // Config validation gives every other kind a source.
-        FieldKind::Text | FieldKind::Number => Err(FieldError::NoStructuredPrice),
+        FieldKind::Text | FieldKind::Number => Err(FieldError::NoAutoPrice("not read for text")),
     }
 }
 
@@ -521,10 +549,17 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
             return Ok((price.to_value(&preview(&input.text)), origin));
         }
     }
-    Err(FieldError::NoStructuredPrice)
+    // Structured data is silent: only now is the visible page read, so that pages with it
+    // cost no more than before.
+    let found = visible::price(html, field.currency).map_err(FieldError::NoAutoPrice)?;
+    let raw = preview(&found.text);
+    page.visible_paths
+        .borrow_mut()
+        .insert(field.name.clone(), found.path);
+    Ok((found.value.to_value(&raw), Origin::Visible))
 }
 
-fn automatic_availability(page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
     let html = page.html();
     let from_jsonld = page.graph().product().and_then(|p| p.availability());
     let found = [
@@ -532,13 +567,18 @@ fn automatic_availability(page: &Page<'_>) -> Result<(Value, Origin), FieldError
         (microdata::availability(html), Origin::Microdata),
         (microdata::meta_availability(html), Origin::Meta),
     ];
-    found
-        .into_iter()
-        .find_map(|(text, origin)| {
-            let name = availability::normalise(&text?)?;
-            Some((Value::String(name.to_owned()), origin))
-        })
-        .ok_or(FieldError::NoStructuredAvailability)
+    let structured = found.into_iter().find_map(|(text, origin)| {
+        let name = availability::normalise(&text?)?;
+        Some((Value::String(name.to_owned()), origin))
+    });
+    if let Some(found) = structured {
+        return Ok(found);
+    }
+    let found = visible::availability(html).map_err(FieldError::NoAutoAvailability)?;
+    page.visible_paths
+        .borrow_mut()
+        .insert(field.name.clone(), found.path);
+    Ok((Value::String(found.value.to_owned()), Origin::Visible))
 }
 
 /// Text as it appears in values and messages: a runaway match (a whole script) is cut short.
@@ -696,6 +736,8 @@ mod tests {
 #[cfg(test)]
 mod source_tests {
     use super::*;
+
+    const NO_ANCHOR: &str = "without a product title (h1) or a buy button to start from";
     use serde_json::json;
 
     fn field(name: &str, source: Source, kind: FieldKind) -> Field {
@@ -802,7 +844,7 @@ mod source_tests {
         assert_eq!(found.origins["price"], Origin::Meta);
 
         let none = extract(&auto, "<p>$5</p>").unwrap_err();
-        assert_eq!(none.fields()[0].1, FieldError::NoStructuredPrice);
+        assert_eq!(none.fields()[0].1, FieldError::NoAutoPrice(NO_ANCHOR));
     }
 
     #[test]
@@ -887,7 +929,7 @@ mod source_tests {
                 .map(|(_, e)| e.clone())
                 .collect::<Vec<_>>(),
             [
-                FieldError::NoStructuredPrice,
+                FieldError::NoAutoPrice(NO_ANCHOR),
                 FieldError::NoProduct,
                 FieldError::NoMatch(".price".into()),
                 FieldError::NotJson("EOF while parsing a value at line 1 column 0".into()),
@@ -897,7 +939,7 @@ mod source_tests {
         // Malformed JSON-LD: unreadable blocks are skipped, not guessed at.
         let malformed = ld(r#"{"@type": "Product", "offers": {"price": "12.00",,}"#);
         let err = extract(&fields[..2], &malformed).unwrap_err();
-        assert_eq!(err.fields()[0].1, FieldError::NoStructuredPrice);
+        assert_eq!(err.fields()[0].1, FieldError::NoAutoPrice(NO_ANCHOR));
 
         // A 10 MB single-line script next to the product.
         let huge = format!(
@@ -930,7 +972,7 @@ mod source_tests {
         let cut = big.replace(r#""offers""#, r#""offers"::"#);
         assert_eq!(
             extract(&fields[..1], &cut).unwrap_err().fields()[0].1,
-            FieldError::NoStructuredPrice
+            FieldError::NoAutoPrice(NO_ANCHOR)
         );
 
         // A page with ten prices: the first match of the selector, the first product.

@@ -1,0 +1,173 @@
+//! The visible page, read as a person reads it, for URL-only fields when the page's structured
+//! data is silent. The product's own values sit in its main block: near its title (`h1`) and
+//! its buy button, so both are anchors and every candidate is scored by how far it is from
+//! them in the tree. Precision before recall: when the page is ambiguous the answer is no
+//! value, with a reason.
+
+mod anchor;
+mod price;
+mod stock;
+
+use ego_tree::NodeRef;
+use scraper::{ElementRef, Html, Node};
+
+pub use self::price::price;
+pub use self::stock::availability;
+
+/// Why the visible page gave no value, in words for `found_in` and errors.
+pub type Reason = &'static str;
+
+/// A value found on the visible page, with a CSS path to the element that shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found<T> {
+    pub value: T,
+    pub path: String,
+    /// The element's text, as the page shows it.
+    pub text: String,
+}
+
+/// The product's anchors: its title and its buy button, when the page has them.
+pub(crate) struct Anchors<'a> {
+    title: Option<ElementRef<'a>>,
+    buy: Option<ElementRef<'a>>,
+}
+
+impl<'a> Anchors<'a> {
+    pub(crate) fn of(html: &'a Html) -> Self {
+        Anchors {
+            title: anchor::title(html),
+            buy: anchor::buy_button(html),
+        }
+    }
+
+    /// Whether `e` is an anchor or holds one.
+    fn holds(&self, e: ElementRef<'a>) -> bool {
+        [self.title, self.buy]
+            .into_iter()
+            .flatten()
+            .any(|a| a.id() == e.id() || a.ancestors().any(|n| n.id() == e.id()))
+    }
+
+    /// Tree steps from `node` to the nearer anchor, None without anchors.
+    fn distance(&self, node: NodeRef<'a, Node>) -> Option<usize> {
+        [self.title, self.buy]
+            .into_iter()
+            .flatten()
+            .map(|a| distance(*a, node))
+            .min()
+    }
+}
+
+/// Steps up from `a` and from `b` to their nearest common ancestor. Both walks are bounded by
+/// the depth of the tree, which the markup pass caps.
+fn distance(a: NodeRef<'_, Node>, b: NodeRef<'_, Node>) -> usize {
+    let up: Vec<_> = std::iter::once(a)
+        .chain(a.ancestors())
+        .map(|n| n.id())
+        .collect();
+    for (steps, node) in std::iter::once(b).chain(b.ancestors()).enumerate() {
+        if let Some(at) = up.iter().position(|id| *id == node.id()) {
+            return steps + at;
+        }
+    }
+    usize::MAX
+}
+
+/// Element and ancestors, nearest first, at most `levels` of them.
+fn lineage<'a>(node: NodeRef<'a, Node>, levels: usize) -> impl Iterator<Item = ElementRef<'a>> {
+    std::iter::once(node)
+        .chain(node.ancestors())
+        .filter_map(ElementRef::wrap)
+        .take(levels)
+}
+
+/// The lower-cased class, id and a few naming attributes of an element, for word tests.
+fn names(element: ElementRef<'_>) -> String {
+    let e = element.value();
+    let mut out = String::new();
+    for attr in ["class", "id", "itemprop", "data-testid", "name"] {
+        if let Some(v) = e.attr(attr) {
+            out.push_str(&v.to_lowercase());
+            out.push(' ');
+        }
+    }
+    out
+}
+
+/// An element's text, whitespace-normalised, or None when it is longer than `limit` bytes or
+/// spread over more than a few dozen nodes (a container, not a label).
+fn short_text(element: ElementRef<'_>, limit: usize) -> Option<String> {
+    let mut text = String::new();
+    for (seen, node) in element.descendants().enumerate() {
+        if seen > 64 {
+            return None;
+        }
+        if let Node::Text(t) = node.value() {
+            for word in t.split_whitespace() {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(word);
+            }
+            if text.len() > limit {
+                return None;
+            }
+        }
+    }
+    Some(text)
+}
+
+/// A CSS path that finds the element again: its nearest id, then tags and a class.
+pub(crate) fn css_path(element: ElementRef<'_>) -> String {
+    let mut parts = Vec::new();
+    for e in lineage(*element, 3) {
+        let v = e.value();
+        if let Some(id) = v.id().filter(|id| is_plain(id)) {
+            parts.push(format!("#{id}"));
+            break;
+        }
+        let class = v.classes().find(|c| is_plain(c));
+        parts.push(match class {
+            Some(c) => format!("{}.{c}", v.name()),
+            None => v.name().to_owned(),
+        });
+    }
+    parts.reverse();
+    parts.join(" > ")
+}
+
+/// A name a selector can carry as written: no digits-only ids, no escapes needed.
+fn is_plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Inside the page's header, navigation, footer or a cart: never the product's own value.
+fn in_chrome(node: NodeRef<'_, Node>) -> bool {
+    lineage(node, 40).any(|e| {
+        matches!(e.value().name(), "header" | "nav" | "footer" | "aside")
+            || names(e).split_whitespace().any(|n| CHROME.contains(&n))
+    })
+}
+
+/// Class or id names of a page's frame, matched whole: `product-header` is not the header.
+const CHROME: &[&str] = &[
+    "header",
+    "site-header",
+    "page-header",
+    "main-header",
+    "footer",
+    "site-footer",
+    "navbar",
+    "minicart",
+    "mini-cart",
+    "cart",
+    "basket",
+];
+
+#[cfg(test)]
+mod tests;

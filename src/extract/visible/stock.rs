@@ -1,0 +1,82 @@
+//! The product's availability on the visible page: its buy button (there and enabled, or
+//! disabled) and the stock wording near the title and the button.
+
+use scraper::{Html, Node};
+
+use super::anchor::is_disabled;
+use super::{Anchors, Found, Reason, css_path, in_chrome, short_text};
+use crate::extract::availability;
+
+/// How far from an anchor stock wording counts as the product's.
+const MAX_DISTANCE: usize = 8;
+/// Stock wording is a short label.
+const MAX_LABEL: usize = 80;
+const MAX_TEXTS: usize = 200_000;
+
+/// The availability the visible page shows, or why it shows none.
+pub fn availability(html: &Html) -> Result<Found<&'static str>, Reason> {
+    let anchors = Anchors::of(html);
+    let mut said: Option<(&'static str, String, String)> = None;
+    let mut conflict = false;
+    for (count, node) in html.tree.root().descendants().enumerate() {
+        if count > MAX_TEXTS {
+            return Err("too large to read");
+        }
+        let Node::Text(text) = node.value() else {
+            continue;
+        };
+        if text.trim().is_empty() || text.len() > MAX_LABEL {
+            continue;
+        }
+        let Some(element) = node.parent().and_then(scraper::ElementRef::wrap) else {
+            continue;
+        };
+        let Some(label) = short_text(element, MAX_LABEL) else {
+            continue;
+        };
+        let Some(name) = stock_words(&label) else {
+            continue;
+        };
+        if in_chrome(node) || anchors.distance(node).is_none_or(|d| d > MAX_DISTANCE) {
+            continue;
+        }
+        match &said {
+            None => said = Some((name, css_path(element), label)),
+            Some((first, _, _)) if bought(first) != bought(name) => conflict = true,
+            Some(_) => {}
+        }
+    }
+    if conflict {
+        return Err("ambiguous: both in-stock and out-of-stock wording near the product");
+    }
+    if let Some((value, path, text)) = said {
+        return Ok(Found { value, path, text });
+    }
+    match anchors.buy {
+        Some(button) => Ok(Found {
+            value: if is_disabled(button) {
+                "OutOfStock"
+            } else {
+                "InStock"
+            },
+            path: css_path(button),
+            text: short_text(button, MAX_LABEL).unwrap_or_default(),
+        }),
+        None => Err("without stock wording or a buy button near the product's title"),
+    }
+}
+
+/// Whether a shopper can buy now at this availability.
+fn bought(name: &str) -> bool {
+    !matches!(name, "OutOfStock" | "SoldOut" | "Discontinued")
+}
+
+/// A stock status in a label, leaving out the words a buy button carries ("add to cart"),
+/// which the button itself answers for, and a bare "available" ("available sizes").
+fn stock_words(label: &str) -> Option<&'static str> {
+    let lower = label.to_lowercase();
+    if lower.contains("add to") || lower.trim() == "available" || lower.contains("notify") {
+        return None;
+    }
+    availability::normalise(label)
+}
