@@ -179,14 +179,14 @@ async fn the_timeout_covers_parsing_the_page() {
     // Flattened at the cap, 1.5 million nested divs still cost html5ever several seconds.
     shop.set("/slow", nested_divs(1_500_000));
     let watcher = format!(
-        "[[watchers]]\nname = \"slow\"\nurl = \"{}\"\ntimeout = \"1s\"\nmax_body_size = \"20 MiB\"\nfields.price = {{ css = \".price\" }}\n",
+        "[[watchers]]\nname = \"slow\"\nurl = \"{}\"\ntimeout = \"2s\"\nmax_body_size = \"20 MiB\"\nfields.price = {{ css = \".price\" }}\n",
         shop.url("/slow")
     );
     let setup = Setup::new(&receiver, r#"["200ms"]"#, &watcher);
     let started = Instant::now();
     let out = setup.pagehook(&["test", "--json"]).await;
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(7),
         "{:?}",
         started.elapsed()
     );
@@ -194,7 +194,7 @@ async fn the_timeout_covers_parsing_the_page() {
     let line: Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(line["ok"], false);
     assert_eq!(
-        line["error"], "timed out after 1s parsing the page",
+        line["error"], "timed out after 2s parsing the page",
         "{out:?}"
     );
 }
