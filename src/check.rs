@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::alert;
 use crate::config::Watcher;
-use crate::extract::{ExtractError, Extraction, Values, extract_until};
+use crate::extract::{ExtractError, Extraction, extract_until};
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::reason::Reason;
@@ -174,16 +174,9 @@ fn due_since(watcher: &Watcher, store: &Store, now: DateTime<Utc>) -> DateTime<U
     }
 }
 
-/// Fetch and extract without touching state: what `test` shows.
-pub async fn probe(watcher: &Arc<Watcher>, fetcher: &Fetcher) -> Result<Values, CheckError> {
-    Ok(probe_explained(watcher, fetcher).await?.values)
-}
-
-/// As `probe`, also saying where each value was found.
-pub async fn probe_explained(
-    watcher: &Arc<Watcher>,
-    fetcher: &Fetcher,
-) -> Result<Extraction, CheckError> {
+/// Fetch and extract without touching state, saying where each value was found: what `test`
+/// shows.
+pub async fn probe(watcher: &Arc<Watcher>, fetcher: &Fetcher) -> Result<Extraction, CheckError> {
     let deadline = Instant::now() + watcher.timeout;
     match fetcher
         .fetch(&request(watcher, None, Utc::now(), deadline))

@@ -16,7 +16,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::check::probe_explained;
+use crate::check::probe;
 use crate::config::{self, Config, Diagnostic, Loaded, Watcher};
 use crate::control;
 use crate::daemon;
@@ -327,7 +327,7 @@ pub async fn test(file: &ConfigFile, names: &[String], as_json: bool) -> Done {
     let mut results = stream::iter(&watchers)
         .map(|w| {
             let fetcher = &fetcher;
-            async move { (w, probe_explained(w, fetcher).await) }
+            async move { (w, probe(w, fetcher).await) }
         })
         .buffered(CONCURRENCY);
     let printed = print_tests(&mut results, as_json).await;

@@ -50,11 +50,6 @@ pub enum Diff {
     Changed(Changes),
 }
 
-/// Compare a watcher's last recorded values with fresh ones, announcing every change.
-pub fn diff(old: Option<&Values>, new: &Values) -> Diff {
-    evaluate(&Rules::default(), old, None, new).diff
-}
-
 /// What a check found, after the notify rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -199,6 +194,11 @@ mod rfc3339 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The diff with no notify rules: every change is announced.
+    fn diff(old: Option<&Values>, new: &Values) -> Diff {
+        evaluate(&Rules::default(), old, None, new).diff
+    }
 
     fn values(pairs: &[(&str, Value)]) -> Values {
         pairs
