@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod alert;
 pub mod check;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod control;

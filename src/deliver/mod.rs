@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use futures_util::{StreamExt, stream};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::clock::Clock;
 use crate::config::Webhook;
 use crate::fetch::{USER_AGENT, error_chain, parse_retry_after};
 use crate::metrics;
@@ -82,6 +83,9 @@ pub struct Deliverer {
 struct Inner {
     client: reqwest::Client,
     store: Store,
+    /// When entries are due and when they are tried again; the signature's timestamp stays on
+    /// the wall clock, as receivers check it against theirs.
+    clock: Clock,
     webhooks: watch::Sender<Webhooks>,
     // Std mutexes: each is held for a map or set operation, never across an await.
     lanes: Mutex<BTreeMap<String, Arc<Notify>>>,
@@ -92,6 +96,15 @@ struct Inner {
 
 impl Deliverer {
     pub fn new(store: Store, webhooks: Webhooks) -> Result<Self, reqwest::Error> {
+        Deliverer::on_clock(store, webhooks, Clock::System)
+    }
+
+    /// A deliverer whose lanes wait on `clock`.
+    pub fn on_clock(
+        store: Store,
+        webhooks: Webhooks,
+        clock: Clock,
+    ) -> Result<Self, reqwest::Error> {
         // The Standard Webhooks spec treats redirects as failures: following one would send a
         // signed event somewhere the user never configured.
         let client = reqwest::Client::builder()
@@ -102,6 +115,7 @@ impl Deliverer {
             inner: Arc::new(Inner {
                 client,
                 store,
+                clock,
                 webhooks: watch::Sender::new(webhooks),
                 lanes: Mutex::new(BTreeMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
@@ -128,7 +142,7 @@ impl Deliverer {
     pub async fn deliver_due(&self) -> Tally {
         let webhooks = self.inner.webhooks.borrow().clone();
         self.warn_of_orphans(&webhooks);
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let lanes = webhooks.into_values().map(|hook| async move {
             let due = match self.inner.store.due(&hook.name, now) {
                 Ok(due) => due,
@@ -239,7 +253,7 @@ impl Deliverer {
                 let next = self
                     .inner
                     .store
-                    .first_due(&hook.name, Utc::now(), |key| self.is_busy(key));
+                    .first_due(&hook.name, self.inner.clock.now(), |key| self.is_busy(key));
                 let (key, delivery) = match next {
                     Ok(Some(next)) => next,
                     Ok(None) => break,
@@ -260,21 +274,21 @@ impl Deliverer {
             if store_error && !self.inner.store.is_writable() {
                 continue;
             }
-            let now = Utc::now();
-            let sleep = match self.inner.store.next_due_after(&hook.name, now) {
-                _ if store_error => Duration::from_secs(5),
-                Ok(Some(at)) => (at - now).to_std().unwrap_or_default(),
-                Ok(None) => Duration::from_secs(3600),
+            let now = self.inner.clock.now();
+            let wake_at = match self.inner.store.next_due_after(&hook.name, now) {
+                _ if store_error => now + TimeDelta::seconds(5),
+                Ok(Some(at)) => at,
+                Ok(None) => now + TimeDelta::hours(1),
                 Err(err) => {
                     self.outbox_unreadable(&hook.name, &err);
-                    Duration::from_secs(5)
+                    now + TimeDelta::seconds(5)
                 }
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = wake.notified() => {}
                 Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                _ = self.inner.clock.sleep_until(wake_at) => {}
             }
         }
         {
@@ -375,9 +389,9 @@ impl Deliverer {
 
     /// One signed POST, its verdict, and the outbox updated to match.
     async fn attempt(&self, hook: &Webhook, key: &OutboxKey, mut delivery: Delivery) -> Attempted {
-        let at = Utc::now();
+        let at = self.inner.clock.now();
         let started = Instant::now();
-        let answer = self.post(hook, &delivery, at.timestamp()).await;
+        let answer = self.post(hook, &delivery, Utc::now().timestamp()).await;
         delivery.attempts += 1;
         let (verdict, retry_after, record) = match answer {
             Ok(answer) => {
@@ -447,7 +461,7 @@ impl Deliverer {
                     let reason = format!("gave up after {attempt} attempts; last: {reason}");
                     return self.bury(key, delivery, reason);
                 };
-                delivery.next_attempt = Utc::now() + delay;
+                delivery.next_attempt = self.inner.clock.now() + delay;
                 let next_retry = delivery
                     .next_attempt
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -468,7 +482,7 @@ impl Deliverer {
             }
             Verdict::Stop { reason } => {
                 let failure = EndpointFailure {
-                    since: Utc::now(),
+                    since: self.inner.clock.now(),
                     reason: reason.clone(),
                 };
                 error!(
@@ -531,6 +545,7 @@ impl Deliverer {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
+            // An HTTP date is the endpoint's wall clock, so it is read against ours.
             .and_then(|v| parse_retry_after(v, Utc::now()));
         // Only the start of the body is read; dropping the response closes the connection
         // rather than download whatever else the endpoint sends.
@@ -561,7 +576,7 @@ impl Deliverer {
         metrics::dead_lettered(&delivery.webhook);
         let letter = DeadLetter {
             delivery,
-            died_at: Utc::now(),
+            died_at: self.inner.clock.now(),
             reason,
         };
         if let Err(err) = self.inner.store.bury(key, &letter) {
