@@ -38,7 +38,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REDIRECTS: usize = 10;
 
 /// How a watcher's requests are made, beyond the URL: fixed at config load.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct HttpOptions {
     pub method: Method,
     /// Extra headers, cookies and user agent included; all marked sensitive.
@@ -77,7 +77,7 @@ impl fmt::Debug for HttpOptions {
 }
 
 /// Where requests go out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Proxy {
     Direct,
     One(ProxyUrl),

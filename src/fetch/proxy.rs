@@ -94,6 +94,16 @@ impl fmt::Debug for ProxyPool {
     }
 }
 
+/// Two pools are equal when they are set up alike; who is resting now does not count.
+impl PartialEq for ProxyPool {
+    fn eq(&self, other: &Self) -> bool {
+        self.urls == other.urls
+            && self.rotation == other.rotation
+            && self.failures_before_rest == other.failures_before_rest
+            && self.rest == other.rest
+    }
+}
+
 impl ProxyPool {
     /// `urls` must not be empty (the config checks).
     pub fn new(

@@ -1,0 +1,36 @@
+//! The daemon's side of the control socket: each request answered by `ops` over the running
+//! daemon (its store, watchers and deliverer). The protocol itself is `crate::control`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Watcher;
+use crate::control;
+use crate::ops::Ops;
+
+/// Answer requests until `stop`. `ops` is the template for each answer; its watchers are the
+/// ones in `live` when a request arrives, as reloads swap them.
+pub(super) async fn serve(
+    state_dir: PathBuf,
+    ops: Ops,
+    live: Arc<RwLock<Vec<Arc<Watcher>>>>,
+    clock: Clock,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = move |request| {
+        let ops = Ops {
+            watchers: live.read().expect("live watchers").clone(),
+            ..ops.clone()
+        };
+        let now = clock.now();
+        async move {
+            ops.answer(request, now)
+                .await
+                .map_err(|err| err.to_string())
+        }
+    };
+    control::serve(&state_dir, handle, stop).await
+}

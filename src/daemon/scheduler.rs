@@ -1,0 +1,420 @@
+//! The scheduler: each watcher's next check on a queue of due times, read against the
+//! injected clock, and what a reload does to that queue.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::DRAIN;
+use crate::check::check;
+use crate::clock::Clock;
+use crate::config::Watcher;
+use crate::deliver::Deliverer;
+use crate::extract::{Field, Source};
+use crate::fetch::Fetcher;
+use crate::store::Store;
+
+/// How a reload changes the running watchers.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    added: Vec<String>,
+    removed: Vec<String>,
+    /// Changed, and whether its next run must be computed again (schedule or jitter moved).
+    changed: Vec<(String, bool)>,
+    unchanged: Vec<String>,
+}
+
+fn plan(old: &BTreeMap<String, Arc<Watcher>>, new: &[Arc<Watcher>]) -> Plan {
+    let mut plan = Plan::default();
+    for watcher in new {
+        match old.get(&watcher.name) {
+            None => plan.added.push(watcher.name.clone()),
+            Some(before) if same_definition(before, watcher) => {
+                plan.unchanged.push(watcher.name.clone())
+            }
+            Some(before) => {
+                let reschedule =
+                    before.schedule != watcher.schedule || before.offset != watcher.offset;
+                plan.changed.push((watcher.name.clone(), reschedule));
+            }
+        }
+    }
+    let kept: HashSet<&str> = new.iter().map(|w| w.name.as_str()).collect();
+    plan.removed = old
+        .keys()
+        .filter(|name| !kept.contains(name.as_str()))
+        .cloned()
+        .collect();
+    plan
+}
+
+/// Whether two loaded watchers are set up alike. The compiled parts (selectors, regexes) have
+/// no equality of their own, so each is compared by the text it was compiled from; the
+/// destructuring makes a new setting a compile error here until it is compared too.
+fn same_definition(a: &Watcher, b: &Watcher) -> bool {
+    let Watcher {
+        name,
+        url,
+        schedule,
+        offset,
+        webhooks,
+        fields,
+        timeout,
+        max_body,
+        history_limit,
+        notify,
+        http,
+        failure_threshold,
+        browser,
+    } = a;
+    *name == b.name
+        && *url == b.url
+        && *schedule == b.schedule
+        && *offset == b.offset
+        && *webhooks == b.webhooks
+        && fields.len() == b.fields.len()
+        && fields.iter().zip(&b.fields).all(|(a, b)| same_field(a, b))
+        && *timeout == b.timeout
+        && *max_body == b.max_body
+        && *history_limit == b.history_limit
+        && *notify == b.notify
+        && *http == b.http
+        && *failure_threshold == b.failure_threshold
+        && *browser == b.browser
+}
+
+fn same_field(a: &Field, b: &Field) -> bool {
+    let Field {
+        name,
+        source,
+        regex,
+        kind,
+        required,
+        currency,
+        max_size,
+    } = a;
+    let source = match (source, &b.source) {
+        (
+            Source::Css {
+                css,
+                selector: _,
+                attr,
+            },
+            Source::Css {
+                css: css_b,
+                selector: _,
+                attr: attr_b,
+            },
+        ) => css == css_b && attr == attr_b,
+        (Source::JsonLd { path }, Source::JsonLd { path: path_b }) => path == path_b,
+        (Source::Json { pointer }, Source::Json { pointer: pointer_b }) => pointer == pointer_b,
+        (Source::Auto, Source::Auto) => true,
+        _ => false,
+    };
+    source
+        && *name == b.name
+        && regex.as_ref().map(|r| r.as_str()) == b.regex.as_ref().map(|r| r.as_str())
+        && *kind == b.kind
+        && *required == b.required
+        && *currency == b.currency
+        && *max_size == b.max_size
+}
+
+pub(super) struct Scheduler {
+    watchers: BTreeMap<String, Arc<Watcher>>,
+    /// Due times, earliest first; `next` says where each watcher sits in it.
+    queue: BTreeSet<(DateTime<Utc>, String)>,
+    next: HashMap<String, DateTime<Utc>>,
+    /// Watchers whose last check got no slot to fetch in, by the slot they have been waiting
+    /// since: their next check keeps that place in the host's line.
+    waiting: HashMap<String, DateTime<Utc>>,
+    fetcher: Fetcher,
+    store: Store,
+    deliverer: Deliverer,
+    clock: Clock,
+}
+
+impl Scheduler {
+    pub(super) fn new(fetcher: Fetcher, store: Store, deliverer: Deliverer, clock: Clock) -> Self {
+        Scheduler {
+            watchers: BTreeMap::new(),
+            queue: BTreeSet::new(),
+            next: HashMap::new(),
+            waiting: HashMap::new(),
+            fetcher,
+            store,
+            deliverer,
+            clock,
+        }
+    }
+
+    /// When a watcher (new to this scheduler) runs first: after downtime, once now rather than
+    /// once per slot it missed. With the store failing, now: the check says why it cannot run.
+    fn first_run(&self, watcher: &Watcher, now: DateTime<Utc>) -> DateTime<Utc> {
+        let last = self
+            .store
+            .watcher_state(&watcher.name)
+            .ok()
+            .and_then(|state| state.last_check);
+        if watcher.schedule.is_overdue(last, now, watcher.offset) {
+            now
+        } else {
+            watcher.schedule.next_after(now, watcher.offset)
+        }
+    }
+
+    fn enqueue(&mut self, name: &str, at: DateTime<Utc>) {
+        if let Some(old) = self.next.insert(name.to_owned(), at) {
+            self.queue.remove(&(old, name.to_owned()));
+        }
+        self.queue.insert((at, name.to_owned()));
+    }
+
+    fn apply(&mut self, watchers: Vec<Arc<Watcher>>, now: DateTime<Utc>) {
+        let plan = plan(&self.watchers, &watchers);
+        for name in &plan.removed {
+            self.watchers.remove(name);
+            self.waiting.remove(name);
+            if let Some(at) = self.next.remove(name) {
+                self.queue.remove(&(at, name.clone()));
+            }
+        }
+        let mut rescheduled = Vec::new();
+        for watcher in watchers {
+            let name = watcher.name.clone();
+            self.watchers.insert(name.clone(), watcher);
+            let fresh = plan.added.contains(&name)
+                || plan.changed.iter().any(|(n, moved)| *n == name && *moved);
+            if fresh {
+                rescheduled.push(name);
+            }
+        }
+        for name in rescheduled {
+            let at = self.first_run(&self.watchers[&name], now);
+            self.enqueue(&name, at);
+        }
+        info!(
+            added = plan.added.len(),
+            removed = plan.removed.len(),
+            changed = plan.changed.len(),
+            unchanged = plan.unchanged.len(),
+            "watchers loaded"
+        );
+    }
+
+    pub(super) async fn run(
+        mut self,
+        watchers: Vec<Arc<Watcher>>,
+        mut reloads: mpsc::Receiver<Vec<Arc<Watcher>>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.apply(watchers, self.clock.now());
+        let mut checks = JoinSet::new();
+        let mut running = HashSet::new();
+        loop {
+            let wake_at = self
+                .queue
+                .first()
+                .map_or(self.clock.now() + TimeDelta::hours(1), |(at, _)| *at);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(watchers) = reloads.recv() => self.apply(watchers, self.clock.now()),
+                Some(done) = checks.join_next(), if !checks.is_empty() => {
+                    let (name, served) = done.context("a check panicked")?;
+                    running.remove(&name);
+                    if served {
+                        self.waiting.remove(&name);
+                    }
+                }
+                _ = self.clock.sleep_until(wake_at) => {
+                    let now = self.clock.now();
+                    while let Some((at, name)) = self.queue.first().cloned() {
+                        if at > now {
+                            break;
+                        }
+                        let watcher = self.watchers[&name].clone();
+                        self.enqueue(&name, watcher.schedule.next_after(now, watcher.offset));
+                        if !running.insert(name.clone()) {
+                            debug!(watcher = name.as_str(), "previous check still running; slot skipped");
+                            continue;
+                        }
+                        let due = *self.waiting.entry(name).or_insert(at);
+                        checks.spawn(self.check_task(watcher, due));
+                    }
+                }
+            }
+        }
+
+        if tokio::time::timeout(DRAIN, async { while checks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            warn!(
+                left = checks.len(),
+                "checks still running at the drain deadline were cut off; nothing of theirs was committed"
+            );
+        }
+        Ok(())
+    }
+
+    /// A check due since `due`. It waits inside the fetcher for its host's and a global slot,
+    /// so one slow host never holds up the others, and ends with the watcher's name and whether
+    /// it was served (got a slot).
+    fn check_task(
+        &self,
+        watcher: Arc<Watcher>,
+        due: DateTime<Utc>,
+    ) -> impl Future<Output = (String, bool)> + Send + 'static {
+        let (fetcher, store, deliverer) = (
+            self.fetcher.clone(),
+            self.store.clone(),
+            self.deliverer.clone(),
+        );
+        async move {
+            // Any outcome may have queued an event: a change, `watch.failing` or
+            // `watch.recovered`. A wake with nothing due costs one empty range scan.
+            let outcome = check(&watcher, &fetcher, &store, due).await;
+            deliverer.wake();
+            (watcher.name.clone(), !outcome.got_no_slot())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use crate::config;
+    use crate::config::testing::NoEnv;
+
+    fn watchers(tables: &str) -> Vec<Arc<Watcher>> {
+        let text = format!(
+            "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n{tables}"
+        );
+        config::parse(&text, Path::new("w.toml"), &NoEnv)
+            .unwrap()
+            .config
+            .watchers
+    }
+
+    fn watcher(name: &str, schedule: &str, css: &str) -> String {
+        format!(
+            "[[watchers]]\nname = \"{name}\"\nurl = \"https://s.example/{name}\"\nschedule = \"{schedule}\"\nfields.p = {{ css = \"{css}\" }}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_unchanged_slots_reschedules_changed_ones_and_starts_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-11-27T06:00:30Z".parse().unwrap();
+        for name in ["same", "sched", "gone"] {
+            let ran = crate::store::WatcherState {
+                last_check: Some(now),
+                ..Default::default()
+            };
+            store.commit(name, &ran, &[]).await.unwrap();
+        }
+        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
+        let mut scheduler =
+            Scheduler::new(Fetcher::new().unwrap(), store, deliverer, Clock::System);
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let tables = |list: &[(&str, &str)]| {
+            let text: String = list
+                .iter()
+                .map(|(name, every)| watcher(name, every, ".p") + "jitter = \"0s\"\n")
+                .collect();
+            watchers(&text)
+        };
+
+        scheduler.apply(
+            tables(&[
+                ("same", "every 5m"),
+                ("sched", "every 5m"),
+                ("gone", "every 5m"),
+            ]),
+            now,
+        );
+        assert_eq!(scheduler.next["same"], at("2026-11-27T06:05:00Z"));
+
+        let later = now + chrono::TimeDelta::minutes(1);
+        scheduler.apply(
+            tables(&[
+                ("same", "every 5m"),
+                ("sched", "every 1h"),
+                ("new", "every 5m"),
+            ]),
+            later,
+        );
+        assert_eq!(
+            scheduler.next["same"],
+            at("2026-11-27T06:05:00Z"),
+            "slot kept"
+        );
+        assert_eq!(
+            scheduler.next["sched"],
+            at("2026-11-27T07:00:00Z"),
+            "new schedule"
+        );
+        assert_eq!(
+            scheduler.next["new"], later,
+            "never ran, so it runs at once"
+        );
+        assert!(!scheduler.next.contains_key("gone"));
+        assert_eq!(scheduler.queue.len(), 3);
+        assert_eq!(scheduler.watchers.len(), 3);
+    }
+
+    #[test]
+    fn a_reload_plan_sorts_watchers_by_what_happened_to_them() {
+        let old: BTreeMap<String, Arc<Watcher>> = watchers(
+            &[
+                watcher("same", "every 5m", ".p"),
+                watcher("selector", "every 5m", ".p"),
+                watcher("schedule", "every 5m", ".p"),
+                watcher("gone", "every 5m", ".p"),
+                watcher("regex", "every 5m", ".p")
+                    + "fields.q = { css = \".q\", regex = '(\\d+)' }\n",
+                watcher("header", "every 5m", ".p") + "headers = { X-Token = \"a\" }\n",
+            ]
+            .concat(),
+        )
+        .into_iter()
+        .map(|w| (w.name.clone(), w))
+        .collect();
+        let new = watchers(
+            &[
+                watcher("same", "every 5m", ".p"),
+                watcher("selector", "every 5m", ".price"),
+                watcher("schedule", "every 1h", ".p"),
+                watcher("new", "every 5m", ".p"),
+                watcher("regex", "every 5m", ".p")
+                    + "fields.q = { css = \".q\", regex = '(\\d+) left' }\n",
+                // Its Debug form shows header names only: a new token was once taken for no change.
+                watcher("header", "every 5m", ".p") + "headers = { X-Token = \"b\" }\n",
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            plan(&old, &new),
+            Plan {
+                added: vec!["new".into()],
+                removed: vec!["gone".into()],
+                changed: vec![
+                    ("selector".into(), false),
+                    ("schedule".into(), true),
+                    ("regex".into(), false),
+                    ("header".into(), false),
+                ],
+                unchanged: vec!["same".into()],
+            }
+        );
+    }
+}
