@@ -32,6 +32,8 @@ use crate::store::{Store, StoreError};
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_USAGE: u8 = 2;
+/// How long a command waits for a locked store or a daemon's socket before it gives up.
+const LOCKED_PATIENCE: Duration = Duration::from_secs(2);
 /// Checks `test` runs at once (it prints in config order).
 const CONCURRENCY: usize = 16;
 
@@ -169,8 +171,12 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, Failur
 /// store directly: a user never meets a lock error.
 async fn ask(config: &Config, request: Request) -> Result<Reply, Failure> {
     let state_dir = &config.state_dir;
-    // A daemon that is starting holds the store before its socket is up: ask again briefly.
-    for _ in 0..20 {
+    // The store is locked with no socket up: a daemon is starting (it opens the store before
+    // its socket) or stopping, or another command holds the store for a moment. None of them
+    // says when it is done, so ask again, soon at first and then less often, for about 2 s.
+    let mut wait = Duration::from_millis(10);
+    let deadline = tokio::time::Instant::now() + LOCKED_PATIENCE;
+    while tokio::time::Instant::now() < deadline {
         if let Some(reply) = control::call(state_dir, &request)
             .await
             .map_err(anyhow::Error::from)?
@@ -192,7 +198,10 @@ async fn ask(config: &Config, request: Request) -> Result<Reply, Failure> {
                 store.flush().await.map_err(anyhow::Error::from)?;
                 return reply.map_err(|err| Failure::Failed(err.into()));
             }
-            Err(StoreError::Locked(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(StoreError::Locked(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(250));
+            }
             Err(err) => return Err(Failure::Failed(err.into())),
         }
     }
@@ -220,6 +229,23 @@ fn print(text: &str) -> Result<(), Failure> {
         out!("{}", text.trim_end_matches('\n'));
     }
     Ok(())
+}
+
+/// Print a report as pretty JSON under `--json`, else as `render` writes it.
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    as_json: bool,
+    render: fn(&R) -> String,
+) -> Result<(), Failure> {
+    if as_json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("plain data")
+        );
+        Ok(())
+    } else {
+        print(&render(report))
+    }
 }
 
 /// `pagehook once [WATCHER...]`
@@ -279,14 +305,7 @@ pub async fn status(file: &ConfigFile, as_json: bool) -> Done {
         Reply::Status(report) => report,
         other => return Err(unexpected(other)),
     };
-    if as_json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("plain data")
-        );
-    } else {
-        print(&ops::render_status(&report))?;
-    }
+    print_report(&report, as_json, ops::render_status)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,14 +325,7 @@ pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bo
         }
         other => return Err(unexpected(other)),
     };
-    if as_json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("plain data")
-        );
-    } else {
-        print(&ops::render_history(&report))?;
-    }
+    print_report(&report, as_json, ops::render_history)?;
     Ok(ExitCode::SUCCESS)
 }
 
