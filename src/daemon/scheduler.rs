@@ -208,6 +208,21 @@ impl Scheduler {
         );
     }
 
+    /// The watchers due at `now`, each with the slot it was due at, every one queued again at
+    /// its next slot after `now`: however many slots it missed, it runs once.
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(Arc<Watcher>, DateTime<Utc>)> {
+        let mut due = Vec::new();
+        while let Some((at, name)) = self.queue.first().cloned() {
+            if at > now {
+                break;
+            }
+            let watcher = self.watchers[&name].clone();
+            self.enqueue(&name, watcher.schedule.next_after(now, watcher.offset));
+            due.push((watcher, at));
+        }
+        due
+    }
+
     pub(super) async fn run(
         mut self,
         watchers: Vec<Arc<Watcher>>,
@@ -233,13 +248,8 @@ impl Scheduler {
                     }
                 }
                 _ = self.clock.sleep_until(wake_at) => {
-                    let now = self.clock.now();
-                    while let Some((at, name)) = self.queue.first().cloned() {
-                        if at > now {
-                            break;
-                        }
-                        let watcher = self.watchers[&name].clone();
-                        self.enqueue(&name, watcher.schedule.next_after(now, watcher.offset));
+                    for (watcher, at) in self.take_due(self.clock.now()) {
+                        let name = watcher.name.clone();
                         if !running.insert(name.clone()) {
                             debug!(watcher = name.as_str(), "previous check still running; slot skipped");
                             continue;
@@ -370,6 +380,59 @@ mod tests {
         assert!(!scheduler.next.contains_key("gone"));
         assert_eq!(scheduler.queue.len(), 3);
         assert_eq!(scheduler.watchers.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_missed_three_slots_runs_once_and_one_not_overdue_waits_for_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-11-27T06:20:00Z".parse().unwrap();
+        for (name, last) in [("stale", now - TimeDelta::hours(3)), ("fresh", now)] {
+            let ran = crate::store::WatcherState {
+                last_check: Some(last),
+                ..Default::default()
+            };
+            store.commit(name, &ran, &[]).await.unwrap();
+        }
+        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
+        let clock = crate::clock::ManualClock::new(now);
+        let mut scheduler = Scheduler::new(
+            Fetcher::new().unwrap(),
+            store,
+            deliverer,
+            clock.clone().into(),
+        );
+        let every_hour = [
+            watcher("stale", "every 1h", ".p"),
+            watcher("fresh", "every 1h", ".p"),
+        ]
+        .map(|table| table + "jitter = \"0s\"\n")
+        .concat();
+        scheduler.apply(watchers(&every_hour), now);
+        let names = |due: Vec<(Arc<Watcher>, DateTime<Utc>)>| -> Vec<(String, DateTime<Utc>)> {
+            due.into_iter()
+                .map(|(w, at)| (w.name.clone(), at))
+                .collect()
+        };
+
+        assert_eq!(names(scheduler.take_due(now)), [("stale".into(), now)]);
+        assert_eq!(
+            names(scheduler.take_due(now)),
+            [],
+            "one run for three missed slots"
+        );
+        clock.advance(TimeDelta::minutes(39));
+        assert_eq!(
+            names(scheduler.take_due(clock.now())),
+            [],
+            "not before the slot"
+        );
+        clock.advance(TimeDelta::minutes(1));
+        let seven: DateTime<Utc> = "2026-11-27T07:00:00Z".parse().unwrap();
+        assert_eq!(
+            names(scheduler.take_due(clock.now())),
+            [("fresh".into(), seven), ("stale".into(), seven)]
+        );
     }
 
     #[test]
