@@ -1,0 +1,451 @@
+//! watchers.toml: raw serde types, defaults, validation, secret resolution, and the runtime
+//! types every other part reads. Nothing after load handles an unparsed string.
+//!
+//! This file loads the file and validates the top level; each section has its own file:
+//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported and
+//! `values` for the value types keys share.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub const DEFAULT_SCHEDULE: &str = "every 15m";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+const DEFAULT_STATE_DIR: &str = "pagehook-state";
+/// Recorded values kept per watcher: years of daily changes, yet a bounded store.
+pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
+
+mod browser;
+mod css;
+mod diagnostic;
+mod field;
+mod hooks;
+mod http;
+mod values;
+mod watcher;
+
+pub use diagnostic::{ConfigError, Diagnostic};
+pub use hooks::{DEFAULT_RETRY, DEFAULT_WEBHOOK_CONCURRENCY, DEFAULT_WEBHOOK_TIMEOUT, Webhook};
+pub use watcher::Watcher;
+
+use diagnostic::without_quoted_strings;
+use field::{RawField, RawRule};
+use hooks::RawWebhook;
+use values::ByteSize;
+use watcher::RawWatcher;
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    /// Where /healthz and /metrics are served; None turns the admin endpoint off.
+    pub admin_listen: Option<std::net::SocketAddr>,
+    pub webhooks: BTreeMap<String, Arc<Webhook>>,
+    pub watchers: Vec<Arc<Watcher>>,
+    /// Page requests in flight at once (`daemon.max_concurrency`).
+    pub max_concurrency: usize,
+    /// The `[browser]` table (see `config/browser`).
+    pub browser: crate::fetch::browser::BrowserConfig,
+}
+
+impl Config {
+    pub fn watcher(&self, name: &str) -> Option<&Arc<Watcher>> {
+        self.watchers.iter().find(|w| w.name == name)
+    }
+}
+
+/// A config and the odd-but-legal settings worth a warning.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Where a config's outside inputs come from, so tests need no process environment.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        errors: vec![Diagnostic {
+            file: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read config: {err}"),
+        }],
+    })?;
+    parse(&text, path, &ProcessEnv)
+}
+
+/// Validate config text as if read from `path` (relative secret files resolve beside it).
+pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
+    let mut v = Validator {
+        file: path,
+        text,
+        env,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        reported: HashSet::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => {
+            // serde stops at the first shape error; semantic checks below report all at once.
+            v.error(
+                err.span().unwrap_or(0..0),
+                without_quoted_strings(err.message().trim_end()),
+            );
+            return Err(ConfigError { errors: v.errors });
+        }
+    };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings: v.warnings,
+        })
+    } else {
+        Err(ConfigError { errors: v.errors })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    defaults: Option<Spanned<RawWatcher>>,
+    #[serde(default)]
+    webhooks: BTreeMap<Spanned<String>, Spanned<RawWebhook>>,
+    // Boxed, so the list grows by pointers, not by whole watchers: it matters at 10,000.
+    #[serde(default)]
+    watchers: Vec<Spanned<Box<RawWatcher>>>,
+    proxies: Option<Spanned<http::RawProxies>>,
+    browser: Option<Spanned<browser::RawBrowser>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<PathBuf>,
+    admin_listen: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<i64>>,
+}
+
+/// A string or a list of strings, as TOML users write either.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    env: &'a dyn Environment,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// What was reported, by kind, place and message: a key in [defaults] is checked again
+    /// for every watcher that inherits it, yet its problem is one problem.
+    reported: HashSet<(bool, usize, String)>,
+}
+
+impl Validator<'_> {
+    fn config(&mut self, raw: RawConfig) -> Config {
+        // An explicit relative state_dir belongs to the config file, like secret_file does;
+        // the fallback is where the user runs pagehook.
+        let state_dir = match raw.daemon.state_dir {
+            Some(dir) => self.beside_config(&dir),
+            None => self
+                .env
+                .var("STATE_DIRECTORY")
+                .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+        };
+
+        let admin_listen = raw
+            .daemon
+            .admin_listen
+            .as_ref()
+            .and_then(|a| self.admin_listen(a));
+
+        // Watchers are checked against every declared webhook, valid or not, so one bad
+        // webhook is reported once, not again at each watcher that uses it.
+        let mut declared = BTreeMap::new();
+        let mut webhooks = BTreeMap::new();
+        for (name, hook) in raw.webhooks {
+            let span = name.span();
+            let name = name.into_inner();
+            self.check_name(&span, "webhook", &name);
+            if let Some(hook) = self.webhook(&name, hook) {
+                webhooks.insert(name.clone(), Arc::new(hook));
+            }
+            declared.insert(name, span);
+        }
+
+        let defaults = match raw.defaults {
+            Some(d) => {
+                if let Some(name) = &d.get_ref().name {
+                    self.error(
+                        name.span(),
+                        "`name` cannot be set in [defaults]: each watcher needs its own",
+                    );
+                }
+                d.into_inner()
+            }
+            None => RawWatcher::default(),
+        };
+
+        let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
+        let pool = raw.proxies.and_then(|p| self.proxies(p));
+        let mut watchers = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut used = BTreeSet::new();
+        for raw in raw.watchers {
+            let span = raw.span();
+            let raw = (*raw.into_inner()).or(&defaults);
+            if let Some(name) = &raw.name
+                && !seen.insert(name.get_ref().clone())
+            {
+                let msg = format!("duplicate watcher name `{}`", name.get_ref());
+                self.error(name.span(), msg);
+            }
+            if let Some(w) = self.watcher(span, raw, &declared, pool.as_ref()) {
+                used.extend(w.webhooks.iter().cloned());
+                watchers.push(Arc::new(w));
+            }
+        }
+        for (name, span) in declared.iter().filter(|(n, _)| !used.contains(*n)) {
+            self.warn(
+                span.clone(),
+                format!("webhook `{name}` is not used by any watcher"),
+            );
+        }
+        let browser = self.browser_config(raw.browser);
+        let rendered: Vec<&Watcher> = watchers
+            .iter()
+            .filter(|w| w.browser.is_some())
+            .map(|w| &**w)
+            .collect();
+        self.browser_available(&browser, &rendered);
+        http::share_host_policies(&mut watchers);
+        if watchers.is_empty() && self.errors.is_empty() {
+            self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
+        }
+
+        Config {
+            state_dir,
+            admin_listen,
+            webhooks,
+            watchers,
+            max_concurrency,
+            browser,
+        }
+    }
+
+    fn check_name(&mut self, span: &Range<usize>, what: &str, name: &str) -> bool {
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            self.error(
+                span.clone(),
+                format!(
+                    "invalid {what} name `{name}`: use 1-128 characters from a-z, 0-9, - and _"
+                ),
+            );
+        }
+        ok
+    }
+
+    fn admin_listen(&mut self, raw: &Spanned<String>) -> Option<std::net::SocketAddr> {
+        match raw.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    // /metrics names every watcher and endpoint; not for the open internet.
+                    let msg = format!(
+                        "admin_listen {addr} is not a loopback address: /healthz and /metrics will be reachable from other hosts"
+                    );
+                    self.warn(raw.span(), msg);
+                }
+                Some(addr)
+            }
+            Err(_) => {
+                let msg = format!(
+                    "invalid admin_listen `{}`: write IP:PORT, e.g. \"127.0.0.1:9480\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), msg);
+                None
+            }
+        }
+    }
+
+    fn beside_config(&self, path: &Path) -> PathBuf {
+        match self.file.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+}
+
+/// Helpers for tests that build configs from text.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::{ConfigError, Environment, Loaded, parse};
+
+    /// The webhook secret every test config reads from `PAGEHOOK_SECRET`.
+    pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    /// An environment holding exactly these variables.
+    pub struct FakeEnv(pub HashMap<&'static str, &'static str>);
+
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+
+    /// A webhook for test configs to name.
+    pub const HOOK: &str =
+        "[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"PAGEHOOK_SECRET\"\n";
+
+    /// Parse `text` as `watchers.toml` with `PAGEHOOK_SECRET` set.
+    pub fn parse_text(text: &str) -> Result<Loaded, ConfigError> {
+        let env = FakeEnv([("PAGEHOOK_SECRET", SECRET)].into());
+        parse(text, Path::new("watchers.toml"), &env)
+    }
+
+    /// The errors of a config that must be rejected.
+    pub fn errors(text: &str) -> Vec<String> {
+        match parse_text(text) {
+            Ok(_) => panic!("config should be rejected:\n{text}"),
+            Err(err) => err.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// An environment with no variables set.
+    pub struct NoEnv;
+
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    /// `errs` holds exactly one error starting with each of `expect`.
+    pub fn assert_errors(errs: &[String], expect: &[&str]) {
+        for want in expect {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in:\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::schedule::DEFAULT_MAX_JITTER;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../../watchers.toml");
+        let loaded = parse_text(text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.config.watchers.len(), 2);
+        let attic = &loaded.config.watchers[0];
+        assert_eq!(attic.fields.len(), 3);
+        assert_eq!(attic.webhooks, ["pipeline"]);
+        assert_eq!(attic.timeout, Duration::from_secs(30));
+        assert!(attic.offset < DEFAULT_MAX_JITTER);
+    }
+
+    #[test]
+    fn admin_listen_and_history_limit() {
+        let watcher = |extra: &str| {
+            format!(
+                "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"{SECRET}\"\n[defaults]\nhistory_limit = 5\n[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.t = {{ css = \"h1\" }}\n{extra}"
+            )
+        };
+        let loaded = parse_text(&format!(
+            "[daemon]\nadmin_listen = \"127.0.0.1:9480\"\n{}",
+            watcher("")
+        ))
+        .unwrap();
+        assert_eq!(
+            loaded.config.admin_listen,
+            Some("127.0.0.1:9480".parse().unwrap())
+        );
+        assert_eq!(
+            loaded.config.watchers[0].history_limit, 5,
+            "from [defaults]"
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        let own = parse_text(&watcher("history_limit = 0\n")).unwrap();
+        assert_eq!(own.config.watchers[0].history_limit, 0);
+        assert_eq!(own.config.admin_listen, None, "off unless set");
+
+        let open = parse_text(&format!(
+            "[daemon]\nadmin_listen = \"0.0.0.0:9480\"\n{}",
+            watcher("")
+        ))
+        .unwrap();
+        assert!(
+            open.warnings[0].to_string().starts_with(
+                "watchers.toml:2:16: admin_listen 0.0.0.0:9480 is not a loopback address"
+            ),
+            "{:?}",
+            open.warnings
+        );
+        let errs = errors(&format!(
+            "[daemon]\nadmin_listen = \"localhost\"\n{}",
+            watcher("history_limit = -1\n")
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("watchers.toml:2:16: invalid admin_listen `localhost`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("watchers.toml:12:17: history_limit must be 0"),
+            "{errs:?}"
+        );
+    }
+}
