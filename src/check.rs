@@ -16,7 +16,8 @@ use tracing::{info, warn};
 
 use crate::alert;
 use crate::config::Watcher;
-use crate::extract::{ExtractError, Extraction, extract_until};
+use crate::extract::{ExtractError, Extraction, Field, FieldKind, Source, extract_until};
+use crate::fetch::browser::BrowserPage;
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::reason::Reason;
@@ -276,13 +277,80 @@ pub fn fingerprint(watcher: &Watcher) -> String {
     }
     hash.update(http.body.as_deref().unwrap_or_default());
     hash.update([0]);
-    // Debug spells out each field's compiled source, regex and type: any edit changes it.
-    hash.update(format!("{:?}", watcher.fields));
-    // Only when set, so that HTTP watchers keep the fingerprint they had before the browser.
-    if let Some(page) = &watcher.browser {
-        hash.update(format!("{page:?}"));
+    // Spelled out part by part rather than through `Debug`, whose text a crate upgrade may change.
+    for field in &watcher.fields {
+        hash_field(&mut hash, field);
+    }
+    // A rendered page can differ from the served one, so rendering is part of what shapes values.
+    if let Some(BrowserPage { wait_for }) = &watcher.browser {
+        part(&mut hash, "browser");
+        optional(&mut hash, wait_for.as_deref());
     }
     hex(&hash.finalize())
+}
+
+/// Destructured whole, so a new field property does not compile until it is hashed here.
+fn hash_field(hash: &mut Sha256, field: &Field) {
+    let Field {
+        name,
+        source,
+        regex,
+        kind,
+        required,
+        currency,
+        max_size,
+    } = field;
+    part(hash, name);
+    match source {
+        Source::Css {
+            css,
+            selector: _,
+            attr,
+        } => {
+            part(hash, "css");
+            part(hash, css);
+            optional(hash, attr.as_deref());
+        }
+        Source::JsonLd { path } => {
+            part(hash, "jsonld");
+            part(hash, path.join("."));
+        }
+        Source::Json { pointer } => {
+            part(hash, "json");
+            part(hash, pointer);
+        }
+        Source::Auto => part(hash, "auto"),
+    }
+    optional(hash, regex.as_ref().map(|r| r.as_str()));
+    part(
+        hash,
+        match kind {
+            FieldKind::Text => "text",
+            FieldKind::Number => "number",
+            FieldKind::Price => "price",
+            FieldKind::Availability => "availability",
+        },
+    );
+    part(hash, if *required { "required" } else { "optional" });
+    optional(hash, *currency);
+    part(hash, max_size.to_le_bytes());
+}
+
+/// Length-prefixed, so that no two different sequences of parts hash alike.
+fn part(hash: &mut Sha256, bytes: impl AsRef<[u8]>) {
+    let bytes = bytes.as_ref();
+    hash.update((bytes.len() as u64).to_le_bytes());
+    hash.update(bytes);
+}
+
+fn optional(hash: &mut Sha256, value: Option<&str>) {
+    match value {
+        Some(value) => {
+            part(hash, "some");
+            part(hash, value);
+        }
+        None => part(hash, "none"),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -490,7 +558,11 @@ mod tests {
     fn the_fingerprint_moves_with_anything_that_shapes_the_values() {
         let base = "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }";
         let same = fingerprint(&watcher(base));
-        assert_eq!(same, fingerprint(&watcher(base)), "stable for one config");
+        // Pinned: stored states carry it, so a change re-fetches every page unconditionally once.
+        assert_eq!(
+            same, "c40a95489498252677e8114cb05e696170326db0d66054b0f605c0c20402970b",
+            "stable across builds"
+        );
         let variants = [
             "url = \"https://s.example/b\"\nfields.p = { css = \".price\" }",
             "url = \"https://s.example/a\"\nfields.p = { css = \".cost\" }",
@@ -498,7 +570,27 @@ mod tests {
             "url = \"https://s.example/a\"\nfields.p = { css = \".price\", regex = '(\\d+)' }",
             "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nheaders = { Accept-Language = \"de\" }",
             "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nmethod = \"POST\"\nbody = \"q=1\"",
+            "url = \"https://s.example/a\"\nfields.q = { css = \".price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", attr = \"content\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", required = false }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\", max_value_size = 100 }",
+            "url = \"https://s.example/a\"\nfields.p = { jsonld = \"offers.price\", type = \"price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { type = \"price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { type = \"price\", currency = \"EUR\" }",
+            "url = \"https://s.example/a\"\nfields.p = { json = \"/price\" }",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nbrowser = true",
+            "url = \"https://s.example/a\"\nfields.p = { css = \".price\" }\nbrowser = true\nwait_for = \".price\"",
         ];
+        let rendered = |extra: &str| {
+            fingerprint(&watcher(&format!(
+                "url = \"https://s.example/a\"\nfields.p = {{ css = \".price\" }}\nbrowser = true{extra}"
+            )))
+        };
+        assert_ne!(
+            rendered(""),
+            rendered("\nwait_for = \".price\""),
+            "wait_for"
+        );
         for variant in variants {
             assert_ne!(same, fingerprint(&watcher(variant)), "{variant}");
         }
