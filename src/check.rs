@@ -179,13 +179,23 @@ fn due_since(watcher: &Watcher, store: &Store, now: DateTime<Utc>) -> DateTime<U
 /// shows.
 pub async fn probe(watcher: &Arc<Watcher>, fetcher: &Fetcher) -> Result<Extraction, CheckError> {
     let deadline = Instant::now() + watcher.timeout;
+    let body = fetch_page(watcher, fetcher, deadline).await?;
+    read(watcher, body, deadline).await
+}
+
+/// Fetch the watcher's page unconditionally, as `test` and `probe` do, by `deadline`.
+pub async fn fetch_page(
+    watcher: &Watcher,
+    fetcher: &Fetcher,
+    deadline: Instant,
+) -> Result<String, CheckError> {
     match fetcher
         .fetch(&request(watcher, None, Utc::now(), deadline))
         .await?
     {
         Fetched::Page(page) => {
             metrics::bytes_fetched(&watcher.name, page.body.len());
-            read(watcher, page.body, deadline).await
+            Ok(page.body)
         }
         // Only an answer to validators we did not send: the server is confused.
         Fetched::NotModified => Err(FetchError::Status(reqwest::StatusCode::NOT_MODIFIED).into()),

@@ -45,6 +45,9 @@ macro_rules! out {
     };
 }
 
+mod probe;
+pub use self::probe::probe_url;
+
 /// Why a command stopped; `main` tells it once, through [`exit`].
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {

@@ -57,6 +57,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find a page's price and stock with no selectors; print where, what was passed over, and
+    /// a `[[watchers]]` block to paste. Uses [defaults], [proxies] and [browser] from the config
+    /// file when there is one; touches no state, sends nothing.
+    #[command(
+        after_help = "Examples:\n  pagehook probe https://shop.example/p/kettle\n  pagehook probe --browser --json https://shop.example/p/kettle >> found.jsonl"
+    )]
+    Probe {
+        /// The product page.
+        url: String,
+        /// Render the page in the browser first (for pages built by script).
+        #[arg(long)]
+        browser: bool,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// List queued deliveries and dead letters, with each one's last error.
     #[command(
         after_help = "Examples:\n  pagehook deliveries --dead\n  pagehook deliveries --json | jq .history"
@@ -172,6 +188,9 @@ fn main() -> ExitCode {
             Command::Once { watchers } => commands::once(&file, &watchers).await,
             Command::Check => commands::check_config(&file),
             Command::Test { watchers, json } => commands::test(&file, &watchers, json).await,
+            Command::Probe { url, browser, json } => {
+                commands::probe_url(&file, &url, browser, json).await
+            }
             Command::Deliveries {
                 pending,
                 dead,
@@ -215,6 +234,7 @@ impl Command {
             Command::Once { .. } => "once",
             Command::Check => "check",
             Command::Test { .. } => "test",
+            Command::Probe { .. } => "probe",
             Command::Deliveries { .. } => "deliveries",
             Command::Replay { .. } => "replay",
             Command::Status { .. } => "status",

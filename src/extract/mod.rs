@@ -10,6 +10,7 @@ mod markup;
 mod microdata;
 mod number;
 pub mod price;
+mod survey;
 mod visible;
 
 use std::cell::OnceCell;
@@ -24,6 +25,8 @@ use serde_json::Value;
 
 pub use self::dom::PageError;
 use self::price::Price;
+pub use self::survey::{Survey, survey};
+pub use self::visible::{Rejected, Why};
 use crate::reason::Reason;
 
 /// The largest value a field records by default, in bytes of its text: 16 KiB.

@@ -14,6 +14,7 @@ mod hostile;
 mod output;
 mod pipeline;
 mod prices;
+mod probe;
 mod receive;
 mod secrets;
 mod service;

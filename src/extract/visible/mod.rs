@@ -11,8 +11,13 @@ mod stock;
 use ego_tree::NodeRef;
 use scraper::{ElementRef, Html, Node};
 
-pub use self::price::price;
+pub use self::price::{Rejected, Why, price, price_explained};
 pub use self::stock::availability;
+
+/// The text of the product's title (`h1`), when the page has one.
+pub(crate) fn title_text(html: &Html) -> Option<String> {
+    anchor::title(html).and_then(|h| short_text(h, 400))
+}
 
 /// Why the visible page gave no value, in words for `found_in` and errors.
 pub type Reason = &'static str;
