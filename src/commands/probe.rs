@@ -117,6 +117,8 @@ struct Found {
     survey: Survey,
     /// Each found field's `[[watchers]]` line.
     pinned: Vec<String>,
+    /// Read from the page as the browser rendered it, so the watcher needs the browser too.
+    rendered: bool,
 }
 
 /// Extract and survey on a blocking thread, by `deadline`: hostile pages are bounded as in a
@@ -169,6 +171,7 @@ fn read_now(
         fields,
         survey,
         pinned,
+        rendered: watcher.browser.is_some(),
     })
 }
 
@@ -321,6 +324,9 @@ fn watcher_block(url: &Url, found: &Found) -> String {
     let mut block = String::from("[[watchers]]\n");
     block.push_str(&format!("name = {}\n", toml::Value::from(name_for(url))));
     block.push_str(&format!("url = {}\n", toml::Value::from(url.as_str())));
+    if found.rendered {
+        block.push_str("browser = true\n");
+    }
     for line in &found.pinned {
         block.push_str(line);
         block.push('\n');

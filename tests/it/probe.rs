@@ -136,3 +136,36 @@ async fn probe_json_says_where_and_why_not() {
     let out = pagehook(missing, &["probe", "ftp://files.example/x"]).await;
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_with_the_browser_reads_a_page_built_by_script() {
+    if crate::browser::browser_source("probe --browser").is_none() {
+        return;
+    }
+    let shop = Shop::start().await;
+    shop.set(
+        "/app",
+        r#"<!doctype html><html><body><div id="app"></div><script>
+        document.getElementById('app').innerHTML =
+          '<h1>Desk Lamp</h1><p class="cost">€ 49,00</p><button>Add to cart</button>';
+        </script></body></html>"#
+            .into(),
+    );
+    let missing = std::path::Path::new("/nonexistent/watchers.toml");
+    let served = pagehook(missing, &["probe", "--json", &shop.url("/app")]).await;
+    let line: serde_json::Value = serde_json::from_str(served.stdout.trim()).unwrap();
+    assert_eq!(line["ok"], false, "no price in the HTML as served: {line}");
+
+    let rendered = pagehook(missing, &["probe", "--browser", &shop.url("/app")]).await;
+    assert_eq!(rendered.code, 0, "{rendered:?}");
+    assert!(
+        rendered
+            .stdout
+            .contains("  price: 49.00 EUR  (found in the visible page"),
+        "{rendered:?}"
+    );
+    assert!(
+        pasted_block(&rendered.stdout).contains("browser = true"),
+        "{rendered:?}"
+    );
+}

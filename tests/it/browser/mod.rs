@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 /// A browser to test with, or None (and a note) when the machine has none.
-fn browser_source(test: &str) -> Option<Source> {
+pub(crate) fn browser_source(test: &str) -> Option<Source> {
     if discover().is_some() {
         return Some(Source::Discover);
     }
