@@ -91,7 +91,7 @@ async fn sigkill_at_random_moments_loses_no_event_and_invents_none() {
     let last = setup.pagehook(&["once"]).await;
     assert!(last.stdout.contains(", 0 queued, 0 dead"), "{last:?}");
 
-    let store = setup.store().await;
+    let store = setup.store();
     // (watcher, seq) -> the distinct (webhook-id, body) pairs that arrived for it.
     type Copies = BTreeSet<(String, Vec<u8>)>;
     let mut received: BTreeMap<(String, u64), Copies> = BTreeMap::new();
