@@ -62,6 +62,7 @@ async fn sigkill_at_random_moments_loses_no_event_and_invents_none() {
                         product(&format!("P{n}"), &format!("${tick}.{n}"), 1),
                     );
                 }
+                // Not a wait: the pace at which the shop's prices move.
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
         }
@@ -76,6 +77,7 @@ async fn sigkill_at_random_moments_loses_no_event_and_invents_none() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        // Not a wait: the kill lands at a random moment of the daemon's life, start included.
         tokio::time::sleep(Duration::from_millis(10 + rng.below(max_ms))).await;
         daemon.start_kill().unwrap();
         let status = daemon.wait().await.unwrap();

@@ -187,6 +187,7 @@ impl Receiver {
                 });
                 log.arrived.notify_waiters();
                 // Recorded on arrival, answered after the delay: a slow endpoint mid-request.
+                // Not a wait: the receiver is slow on purpose when a test asks it to be.
                 tokio::time::sleep(delay).await;
                 let mut answer = HeaderMap::new();
                 if let Some(after) = log.retry_after.lock().unwrap().as_deref() {
