@@ -109,7 +109,7 @@ const hoard = []; for (;;) { hoard.push(new Array(1 << 20).fill(hoard.length)); 
 
 const HUGE: &str = r#"<!doctype html><html><body><script>
 const row = '<p class="row">' + 'x'.repeat(1000) + '</p>';
-document.body.insertAdjacentHTML('beforeend', row.repeat(10 * 1000));
+document.body.insertAdjacentHTML('beforeend', row.repeat(5 * 1000));
 </script></body></html>"#;
 
 const RUDE: &str = r#"<!doctype html><html><body><span class="price">$3.00</span><ul id="log"></ul>
