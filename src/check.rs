@@ -403,7 +403,6 @@ pub async fn check(
     let outcome = check_and_commit(watcher, fetcher, store, due)
         .await
         .unwrap_or_else(Outcome::Failed);
-    log(watcher, &outcome, started.elapsed());
     // A failed check counts under its reason, so a dashboard tells a bot wall from a timeout.
     let label = match &outcome {
         Outcome::Failed(err) => err.reason().as_str(),
@@ -413,6 +412,8 @@ pub async fn check(
     if let Outcome::Changed { .. } = outcome {
         metrics::change_detected(&watcher.name);
     }
+    // Logged last: whoever reads the line finds the check in the store and the counters.
+    log(watcher, &outcome, started.elapsed());
     outcome
 }
 

@@ -114,17 +114,16 @@ pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Reply>, 
         .map_err(|_| ControlError::Timeout(CLIENT_TIMEOUT))?
 }
 
-/// Serve the control socket until `shutdown`, answering each request with `handle`. The
-/// caller owns the store's lock, so a socket file left behind by a crash is safe to replace.
-pub async fn serve<H, F>(
-    state_dir: &Path,
-    handle: H,
-    shutdown: CancellationToken,
-) -> std::io::Result<()>
-where
-    H: Fn(Request) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Reply, String>> + Send + 'static,
-{
+/// The control socket, bound: a command that connects from now on waits in the backlog until
+/// [`serve`] answers it, so the daemon may say it is ready before it serves.
+pub struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// Bind the control socket of `state_dir`. The caller owns the store's lock, so a socket file
+/// left behind by a crash is safe to replace.
+pub fn bind(state_dir: &Path) -> std::io::Result<Bound> {
     let path = socket_path(state_dir);
     match std::fs::remove_file(&path) {
         Ok(()) => debug!(path = %path.display(), "removed a stale control socket"),
@@ -133,6 +132,16 @@ where
     }
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(Bound { listener, path })
+}
+
+/// Serve the bound control socket until `shutdown`, answering each request with `handle`.
+pub async fn serve<H, F>(bound: Bound, handle: H, shutdown: CancellationToken)
+where
+    H: Fn(Request) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Reply, String>> + Send + 'static,
+{
+    let Bound { listener, path } = bound;
     let handle = Arc::new(handle);
     let mut connections = JoinSet::new();
     loop {
@@ -150,7 +159,6 @@ where
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&path);
-    Ok(())
 }
 
 async fn answer<H, F>(stream: UnixStream, handle: Arc<H>)
@@ -196,34 +204,22 @@ mod tests {
             "no daemon, no answer"
         );
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let dir = dir.path().to_owned();
-            let shutdown = shutdown.clone();
-            async move {
-                serve(
-                    &dir,
-                    |request| async move {
-                        match request {
-                            Request::Replay { event_ids, .. } if event_ids.is_empty() => {
-                                Err("nothing to replay".to_string())
-                            }
-                            other => Ok(Reply::Replay(Replayed {
-                                queued: vec![(
-                                    "echo".to_owned(),
-                                    serde_json::to_string(&other).unwrap(),
-                                )],
-                            })),
-                        }
-                    },
-                    shutdown,
-                )
-                .await
-            }
-        });
+        let bound = bind(dir.path()).unwrap();
         let path = socket_path(dir.path());
-        while !path.exists() {
-            tokio::task::yield_now().await;
-        }
+        let server = tokio::spawn(serve(
+            bound,
+            |request| async move {
+                match request {
+                    Request::Replay { event_ids, .. } if event_ids.is_empty() => {
+                        Err("nothing to replay".to_string())
+                    }
+                    other => Ok(Reply::Replay(Replayed {
+                        queued: vec![("echo".to_owned(), serde_json::to_string(&other).unwrap())],
+                    })),
+                }
+            },
+            shutdown.clone(),
+        ));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
 
@@ -244,7 +240,7 @@ mod tests {
         assert!(matches!(refused, ControlError::Refused(ref e) if e == "nothing to replay"));
 
         shutdown.cancel();
-        server.await.unwrap().unwrap();
+        server.await.unwrap();
         assert!(!path.exists(), "the socket is removed on shutdown");
     }
 }

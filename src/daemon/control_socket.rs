@@ -1,7 +1,6 @@
 //! The daemon's side of the control socket: each request answered by `ops` over the running
 //! daemon (its store, watchers and deliverer). The protocol itself is `crate::control`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
@@ -11,15 +10,15 @@ use crate::config::Watcher;
 use crate::control;
 use crate::ops::Ops;
 
-/// Answer requests until `stop`. `ops` is the template for each answer; its watchers are the
-/// ones in `live` when a request arrives, as reloads swap them.
+/// Answer requests on `bound` until `stop`. `ops` is the template for each answer; its watchers
+/// are the ones in `live` when a request arrives, as reloads swap them.
 pub(super) async fn serve(
-    state_dir: PathBuf,
+    bound: control::Bound,
     ops: Ops,
     live: Arc<RwLock<Vec<Arc<Watcher>>>>,
     clock: Clock,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) {
     let handle = move |request| {
         let ops = Ops {
             watchers: live.read().expect("live watchers").clone(),
@@ -32,5 +31,5 @@ pub(super) async fn serve(
                 .map_err(|err| err.to_string())
         }
     };
-    control::serve(&state_dir, handle, stop).await
+    control::serve(bound, handle, stop).await
 }

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState, Health, Part};
 use crate::clock::Clock;
 use crate::config::{self, Config, Watcher};
+use crate::control;
 use crate::deliver::Deliverer;
 use crate::fetch::Fetcher;
 use crate::ops::{Answerer, Ops};
@@ -101,17 +102,24 @@ pub async fn run_on(
         deliverer: deliverer.clone(),
         started,
     };
-    let control_socket = tokio::spawn(control_socket::serve(
-        config.state_dir.clone(),
-        Ops {
-            store: store.clone(),
-            watchers: Vec::new(),
-            answerer,
-        },
-        live.clone(),
-        clock.clone(),
-        stop.clone(),
-    ));
+    // Bound before READY=1, so that READY=1 means commands reach the daemon.
+    let control_socket = match control::bind(&config.state_dir) {
+        Ok(bound) => Some(tokio::spawn(control_socket::serve(
+            bound,
+            Ops {
+                store: store.clone(),
+                watchers: Vec::new(),
+                answerer,
+            },
+            live.clone(),
+            clock.clone(),
+            stop.clone(),
+        ))),
+        Err(err) => {
+            warn!(error = %err, "cannot bind the control socket; commands cannot reach the daemon");
+            None
+        }
+    };
     let (reloads, reloaded) = mpsc::channel(1);
     let mut scheduler = tokio::spawn({
         let scheduler = Scheduler::new(fetcher, store.clone(), deliverer.clone(), clock.clone());
@@ -186,12 +194,10 @@ pub async fn run_on(
     if let Err(err) = keeper.await {
         warn!(error = %err, "the state store's keeper panicked");
     }
-    match control_socket.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            warn!(error = %err, "the control socket failed; commands could not reach the daemon")
+    if let Some(control_socket) = control_socket {
+        if let Err(err) = control_socket.await {
+            warn!(error = %err, "the control socket panicked");
         }
-        Err(err) => warn!(error = %err, "the control socket panicked"),
     }
     browser.close().await;
     store.flush().await?;

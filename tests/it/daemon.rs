@@ -76,7 +76,7 @@ async fn a_restart_between_a_change_and_its_delivery_still_delivers_it() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
 
-    let store = setup.store().await;
+    let store = setup.store();
     assert!(
         store.pending().unwrap().is_empty(),
         "the outbox is empty once delivered"
@@ -102,7 +102,7 @@ async fn after_downtime_an_overdue_watcher_runs_once_and_a_current_one_waits_its
     let clock = ManualClock::new(chrono::Utc::now());
     {
         // "stale" last ran three slots ago; "fresh" ran after the latest slot.
-        let store = setup.store().await;
+        let store = setup.store();
         let now = clock.now();
         for (name, last) in [("stale", now - chrono::TimeDelta::hours(3)), ("fresh", now)] {
             let state = WatcherState {
@@ -141,19 +141,18 @@ async fn sigterm_stops_the_daemon_cleanly() {
         r#"["5s"]"#,
         &widget_watcher(&shop, "w", "/widget", "every 1h"),
     );
+    let mut systemd = Systemd::listen(setup.dir.path());
     let mut child = tokio::process::Command::new(binary())
         .arg("-c")
         .arg(setup.config())
         .arg("run")
+        .env("NOTIFY_SOCKET", &systemd.path)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // A watcher that never ran is overdue: the daemon checks it at once.
     let pid = child.id().unwrap().to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !setup.state_dir().join("db").exists() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    systemd.wait_for("READY=1").await;
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()

@@ -203,6 +203,7 @@ async fn misbehaving(redirect_to: &str) -> [(&'static str, String); 4] {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         format!("http://{addr}/hook")
     }
+    // Not a wait: an endpoint that never answers within any attempt's timeout.
     let hang = serve(Router::new().fallback(|| async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }))
@@ -371,16 +372,17 @@ async fn deliveries_replay_and_once_reach_a_running_daemon() {
     let failed = setup.pagehook(&["once"]).await;
     assert!(failed.stdout.contains("1 queued"), "{failed:?}");
 
+    let mut systemd = Systemd::listen(setup.dir.path());
     let mut daemon = tokio::process::Command::new(binary())
         .args(["-c", setup.config().to_str().unwrap(), "run"])
         .env("RUST_LOG", "warn")
+        .env("NOTIFY_SOCKET", &systemd.path)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    systemd.wait_for("READY=1").await;
     let socket = setup.state_dir().join("control.sock");
-    while !socket.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(socket.exists());
     let pending = deliveries(&setup, &["--pending"]).await;
     assert_eq!(pending.len(), 1, "{pending:?}");
     let event_id = pending[0]["event_id"].as_str().unwrap().to_owned();

@@ -5,13 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-use tokio::sync::Notify;
 
 use crate::fixtures::*;
 
@@ -63,69 +60,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Every line the daemon writes to stderr, as it arrives.
-#[derive(Clone, Default)]
-struct Log {
-    lines: Arc<Mutex<Vec<String>>>,
-    arrived: Arc<Notify>,
-}
-
-impl Log {
-    fn follow(child: &mut Child) -> Log {
-        let log = Log::default();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn({
-            let log = log.clone();
-            async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    log.lines.lock().unwrap().push(line);
-                    log.arrived.notify_waiters();
-                }
-            }
-        });
-        log
-    }
-
-    fn len(&self) -> usize {
-        self.lines.lock().unwrap().len()
-    }
-
-    /// Wait for the `n`th line from `from` on that `matches`; returns the index after it.
-    async fn wait_for(&self, from: usize, n: usize, matches: impl Fn(&Value) -> bool) -> usize {
-        let wait = async {
-            let (mut next, mut seen) = (from, 0);
-            loop {
-                let arrived = self.arrived.notified();
-                {
-                    let lines = self.lines.lock().unwrap();
-                    for line in &lines[next..] {
-                        next += 1;
-                        let json = serde_json::from_str(line).unwrap_or(Value::Null);
-                        if matches(&json) {
-                            seen += 1;
-                            if seen == n {
-                                return next;
-                            }
-                        }
-                    }
-                }
-                arrived.await;
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(15), wait).await {
-            Ok(at) => at,
-            Err(_) => panic!(
-                "no such log line; the daemon logged:\n{}",
-                self.lines.lock().unwrap().join("\n")
-            ),
-        }
-    }
-}
-
-fn check_line(outcome: &'static str) -> impl Fn(&Value) -> bool {
-    move |line| line["fields"]["message"] == "check" && line["fields"]["outcome"] == outcome
-}
-
 async fn healthz(admin: &str) -> (u16, Value) {
     let response = reqwest::get(format!("http://{admin}/healthz"))
         .await
@@ -133,17 +67,6 @@ async fn healthz(admin: &str) -> (u16, Value) {
     let code = response.status().as_u16();
     let body = response.text().await.unwrap();
     (code, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-async fn wait_for_health(admin: &str, code: u16) -> Value {
-    for _ in 0..300 {
-        let (got, body) = healthz(admin).await;
-        if got == code {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("/healthz never answered {code}: {:?}", healthz(admin).await);
 }
 
 fn price(request: &Received) -> String {
@@ -196,7 +119,7 @@ async fn a_full_disk_sends_nothing_undurable_holds_deliveries_quietly_and_recove
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let log = Log::follow(&mut daemon);
+    let log = DaemonLog::follow(&mut daemon);
 
     // seq 1 is committed while the disk has room; the receiver refuses it, so it stays queued,
     // due again 1.5 s later: while the disk is full.
@@ -213,7 +136,9 @@ async fn a_full_disk_sends_nothing_undurable_holds_deliveries_quietly_and_recove
     // The first write after that fails: the check of $3 cannot make its event durable.
     let failed = log.wait_for(at, 1, check_line("failed")).await;
     let (posts, lines) = (receiver.requests().len(), log.len());
-    let health = wait_for_health(&admin, 503).await;
+    // The failed write closed the store before the check could fail.
+    let (code, health) = healthz(&admin).await;
+    assert_eq!(code, 503, "{health}");
     let why = health["store"].as_str().unwrap_or_default();
     assert!(why.contains("space"), "{health}");
 
@@ -234,17 +159,22 @@ async fn a_full_disk_sends_nothing_undurable_holds_deliveries_quietly_and_recove
     assert!(
         quiet <= 12,
         "{quiet} log lines over two checks of a failing store:\n{}",
-        log.lines.lock().unwrap()[lines..].join("\n")
+        log.lines()[lines..].join("\n")
     );
-    let failure = log.lines.lock().unwrap()[failed - 1].clone();
+    let failure = log.lines()[failed - 1].clone();
     assert!(failure.contains("state store"), "{failure}");
 
     // Space is back: the daemon reopens the store itself, without a restart.
     receiver.answer(204);
     disk.free();
     let freed = std::time::Instant::now();
-    wait_for_health(&admin, 200).await;
+    let reopen = json_line(|line| {
+        line["fields"]["message"] == "the state store is open again: checks and deliveries resume"
+    });
+    log.wait_for(window, 1, reopen).await;
     let reopened = freed.elapsed();
+    let (code, health) = healthz(&admin).await;
+    assert_eq!(code, 200, "{health}");
     let requests = receiver
         .wait_until(|r| r.iter().any(|r| r.status == 204 && price(r) == "$3"))
         .await;
@@ -288,7 +218,7 @@ async fn a_full_disk_sends_nothing_undurable_holds_deliveries_quietly_and_recove
         held.len() - posts
     );
     if std::env::var_os("PAGEHOOK_SHOW_LOG").is_some() {
-        eprintln!("{}", log.lines.lock().unwrap().join("\n"));
+        eprintln!("{}", log.lines().join("\n"));
     }
     signal_term(&daemon);
     let status = tokio::time::timeout(Duration::from_secs(15), daemon.wait())

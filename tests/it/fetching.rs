@@ -56,6 +56,7 @@ fn drip(chunk: &'static [u8], every: Duration, count: Option<usize>) -> Body {
         if count.is_some_and(|c| sent >= c) {
             return None;
         }
+        // Not a wait: a server that trickles its body, on purpose.
         if !every.is_zero() {
             tokio::time::sleep(every).await;
         }

@@ -11,7 +11,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use tokio::net::TcpListener;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, UnixDatagram};
+use tokio::process::Child;
 use tokio::sync::Notify;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -184,6 +187,7 @@ impl Receiver {
                 });
                 log.arrived.notify_waiters();
                 // Recorded on arrival, answered after the delay: a slow endpoint mid-request.
+                // Not a wait: the receiver is slow on purpose when a test asks it to be.
                 tokio::time::sleep(delay).await;
                 let mut answer = HeaderMap::new();
                 if let Some(after) = log.retry_after.lock().unwrap().as_deref() {
@@ -277,18 +281,10 @@ retry = {retry}
         self.dir.path().join("state")
     }
 
-    /// Open the store once a daemon that just stopped has let go of it: sled's background
-    /// flusher can hold the lock for a moment after the last handle is dropped.
-    pub async fn store(&self) -> pagehook::store::Store {
-        for _ in 0..100 {
-            match pagehook::store::Store::open(&self.state_dir()) {
-                Err(pagehook::store::StoreError::Locked(_)) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                opened => return opened.unwrap(),
-            }
-        }
-        panic!("the store stayed locked for 2 s")
+    /// Open the store. A daemon that ran in this process has let go of it once `run` returned;
+    /// one in a child process once the child was waited for, as its exit releases the lock.
+    pub fn store(&self) -> pagehook::store::Store {
+        pagehook::store::Store::open(&self.state_dir()).unwrap()
     }
 
     pub async fn pagehook(&self, args: &[&str]) -> Output {
@@ -358,4 +354,141 @@ impl From<std::process::Output> for Output {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// A stand-in for systemd's notification socket: what the daemon tells its service manager.
+/// READY=1 is the daemon's word that it holds the store and its sockets answer.
+pub struct Systemd {
+    socket: UnixDatagram,
+    pub path: PathBuf,
+    pub seen: Vec<String>,
+}
+
+impl Systemd {
+    pub fn listen(dir: &Path) -> Systemd {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        Systemd {
+            socket,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Take in what arrived without waiting.
+    pub fn drain(&mut self) {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = self.socket.try_recv(&mut buf) {
+            self.seen
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+
+    /// Wait for a message with a line starting with `prefix`; return that line.
+    pub async fn wait_for(&mut self, prefix: &str) -> String {
+        let wait = async {
+            loop {
+                let mut buf = vec![0u8; 4096];
+                let n = self.socket.recv(&mut buf).await.unwrap();
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(message.clone());
+                if let Some(line) = message.lines().find(|l| l.starts_with(prefix)) {
+                    return line.to_owned();
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(line) => line,
+            Err(_) => panic!("no {prefix} from the daemon; got {:?}", self.seen),
+        }
+    }
+}
+
+/// Every line a daemon writes to stderr, as it arrives.
+#[derive(Clone, Default)]
+pub struct DaemonLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    arrived: Arc<Notify>,
+    ended: Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl DaemonLog {
+    /// Follow `child`'s piped stderr.
+    pub fn follow(child: &mut Child) -> DaemonLog {
+        let log = DaemonLog::default();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn({
+            let log = log.clone();
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lines.lock().unwrap().push(line);
+                    log.arrived.notify_waiters();
+                }
+                let _ = log.ended.set(());
+                log.arrived.notify_waiters();
+            }
+        });
+        log
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Everything logged, once the daemon has closed its stderr (it exited).
+    pub async fn all(&self) -> String {
+        loop {
+            let arrived = self.arrived.notified();
+            if self.ended.initialized() {
+                return self.lines().join("\n");
+            }
+            arrived.await;
+        }
+    }
+
+    /// Wait for the `n`th line from `from` on that `matches`; returns the index after it.
+    pub async fn wait_for(&self, from: usize, n: usize, matches: impl Fn(&str) -> bool) -> usize {
+        let wait = async {
+            let (mut next, mut seen) = (from, 0);
+            loop {
+                let arrived = self.arrived.notified();
+                {
+                    let lines = self.lines.lock().unwrap();
+                    for line in &lines[next..] {
+                        next += 1;
+                        if matches(line) {
+                            seen += 1;
+                            if seen == n {
+                                return next;
+                            }
+                        }
+                    }
+                }
+                arrived.await;
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(15), wait).await {
+            Ok(at) => at,
+            Err(_) => panic!(
+                "no such log line; the daemon logged:\n{}",
+                self.lines().join("\n")
+            ),
+        }
+    }
+}
+
+/// Under `--log-format json`: the line is a check's, `outcome` its outcome.
+pub fn check_line(outcome: &'static str) -> impl Fn(&str) -> bool {
+    json_line(move |line| {
+        line["fields"]["message"] == "check" && line["fields"]["outcome"] == outcome
+    })
+}
+
+/// Under `--log-format json`: the line parses and `matches`.
+pub fn json_line(matches: impl Fn(&Value) -> bool) -> impl Fn(&str) -> bool {
+    move |line| matches(&serde_json::from_str(line).unwrap_or(Value::Null))
 }

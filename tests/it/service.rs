@@ -2,65 +2,17 @@
 //! endpoint, `status` and `history`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 use pagehook::admin::{self, AdminState, Health, Part};
 use pagehook::store::Store;
 
 use crate::fixtures::*;
-
-/// A stand-in for systemd's notification socket: what the daemon tells its service manager.
-struct Systemd {
-    socket: UnixDatagram,
-    path: PathBuf,
-    seen: Vec<String>,
-}
-
-impl Systemd {
-    fn listen(dir: &Path) -> Systemd {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        Systemd {
-            socket,
-            path,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Take in what arrived without waiting.
-    fn drain(&mut self) {
-        let mut buf = vec![0u8; 4096];
-        while let Ok(n) = self.socket.try_recv(&mut buf) {
-            self.seen
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-
-    /// Wait for a message with a line starting with `prefix`; return that line.
-    async fn wait_for(&mut self, prefix: &str) -> String {
-        let wait = async {
-            loop {
-                let mut buf = vec![0u8; 4096];
-                let n = self.socket.recv(&mut buf).await.unwrap();
-                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-                self.seen.push(message.clone());
-                if let Some(line) = message.lines().find(|l| l.starts_with(prefix)) {
-                    return line.to_owned();
-                }
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(10), wait).await {
-            Ok(line) => line,
-            Err(_) => panic!("no {prefix} from the daemon; got {:?}", self.seen),
-        }
-    }
-}
 
 /// `pagehook run` as systemd starts it, with its notification socket set.
 fn spawn_daemon(setup: &Setup, systemd: &Systemd) -> Child {
@@ -92,18 +44,15 @@ fn signal(child: &Child, name: &str) {
 
 /// SIGTERM, then the exit code and everything the daemon logged.
 async fn stop(mut child: Child) -> (i32, String) {
+    let log = DaemonLog::follow(&mut child);
+    stop_followed(child, &log).await
+}
+
+/// [`stop`] for a daemon whose stderr `log` follows.
+async fn stop_followed(mut child: Child, log: &DaemonLog) -> (i32, String) {
     signal(&child, "TERM");
     let out = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut stderr = String::new();
-        use tokio::io::AsyncReadExt;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .await
-            .unwrap();
-        (child.wait().await.unwrap(), stderr)
+        (child.wait().await.unwrap(), log.all().await)
     })
     .await
     .expect("the daemon exits within the drain bound");
@@ -227,7 +176,7 @@ async fn sighup_applies_a_valid_config_and_keeps_running_on_an_invalid_one() {
         systemd.seen
     );
 
-    let store = setup.store().await;
+    let store = setup.store();
     assert!(
         store.watcher_state("gone").unwrap().last_success.is_some(),
         "a removed watcher's state is kept"
@@ -376,9 +325,17 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     std::fs::write(setup.config(), text).unwrap();
 
     let mut systemd = Systemd::listen(setup.dir.path());
-    let daemon = spawn_daemon(&setup, &systemd);
+    let mut daemon = spawn_daemon(&setup, &systemd);
+    let log = DaemonLog::follow(&mut daemon);
     systemd.wait_for("READY=1").await;
-    shop.wait_for_hits("/m", 1).await;
+    // A check is counted before it is logged.
+    let checked = |outcome: &'static str| {
+        move |line: &str| {
+            line.contains(" check watcher=\"m\"")
+                && line.contains(&format!("outcome=\"{outcome}\""))
+        }
+    };
+    let at = log.wait_for(0, 1, checked("baseline")).await;
     let client = reqwest::Client::new();
     let scrape = || async {
         let response = client
@@ -395,14 +352,7 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
         parse_prometheus(&response.text().await.unwrap())
     };
     let baseline = r#"pagehook_checks_total{watcher="m",outcome="baseline"}"#;
-    let mut before = scrape().await;
-    for _ in 0..100 {
-        if before.contains_key(baseline) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        before = scrape().await;
-    }
+    let before = scrape().await;
     assert_eq!(before[baseline], 1.0, "{before:#?}");
     assert!(before[r#"pagehook_fetched_bytes_total{watcher="m"}"#] > 100.0);
     assert!(before[r#"pagehook_watcher_last_success_seconds{watcher="m"}"#] > 1.7e9);
@@ -415,14 +365,11 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     shop.set("/m", product("M", "$8.00", 5));
     receiver.wait_for(1).await;
     let delivered = r#"pagehook_deliveries_total{webhook="pipeline",outcome="delivered"}"#;
-    let mut after = scrape().await;
-    for _ in 0..100 {
-        if after.contains_key(delivered) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        after = scrape().await;
-    }
+    // And a delivery before its line too.
+    log.wait_for(at, 1, checked("changed")).await;
+    log.wait_for(at, 1, |line| line.contains(" delivered event_id="))
+        .await;
+    let after = scrape().await;
     assert_eq!(after[r#"pagehook_changes_total{watcher="m"}"#], 1.0);
     assert_eq!(after[delivered], 1.0);
     assert_eq!(after["pagehook_delivery_duration_seconds_count"], 1.0);
@@ -445,7 +392,7 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     assert_eq!(status.code, 0, "{status:?}");
     let report: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(report["watchers"][0]["name"], "m", "{status:?}");
-    let (code, log) = stop(daemon).await;
+    let (code, log) = stop_followed(daemon, &log).await;
     assert_eq!(code, 0, "{log}");
 }
 

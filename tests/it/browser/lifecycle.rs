@@ -134,6 +134,7 @@ async fn helper_hold_a_browser_until_killed() {
         .await
         .unwrap();
     println!("group={}", browser.process_group().await.unwrap());
+    // Not a wait: the test kills this process long before; the bound only ends a stray run.
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 

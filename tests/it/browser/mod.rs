@@ -23,6 +23,7 @@ use pagehook::fetch::browser::{Browser, BrowserConfig, RenderRequest, Source, di
 use pagehook::fetch::{FetchError, HttpOptions};
 use pagehook::reason::Reason;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use url::Url;
 
 /// A browser to test with, or None (and a note) when the machine has none.
@@ -53,6 +54,7 @@ struct Shop {
     hits: Arc<Mutex<HashMap<String, usize>>>,
     /// The headers of the last request for each path.
     headers: Arc<Mutex<HashMap<String, HeaderMap>>>,
+    served: Arc<Notify>,
 }
 
 const SPA: &str = r#"<!doctype html><html><head><title>Widget</title></head><body>
@@ -107,7 +109,7 @@ const hoard = []; for (;;) { hoard.push(new Array(1 << 20).fill(hoard.length)); 
 
 const HUGE: &str = r#"<!doctype html><html><body><script>
 const row = '<p class="row">' + 'x'.repeat(1000) + '</p>';
-document.body.insertAdjacentHTML('beforeend', row.repeat(50 * 1000));
+document.body.insertAdjacentHTML('beforeend', row.repeat(5 * 1000));
 </script></body></html>"#;
 
 const RUDE: &str = r#"<!doctype html><html><body><span class="price">$3.00</span><ul id="log"></ul>
@@ -169,6 +171,7 @@ impl Shop {
     fn record(&self, path: String, headers: HeaderMap) {
         *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
         self.headers.lock().unwrap().insert(path, headers);
+        self.served.notify_waiters();
     }
 }
 
@@ -226,10 +229,13 @@ async fn api(State(shop): State<Shop>, Path(what): Path<String>, headers: Header
     shop.record(format!("/api/{what}"), headers);
     match what.as_str() {
         // The price arrives late: a quiet network, not the load event, says the page is done.
+        // Not a wait: the API is slow on purpose.
         "price" => {
             tokio::time::sleep(Duration::from_millis(600)).await;
             axum::Json(serde_json::json!({ "price": "19.99" })).into_response()
         }
+        // Not a wait: an API that answers long after any test's timeout, so that a page
+        // waits on it while the test does something to the browser.
         "slow" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             "late".into_response()
@@ -288,7 +294,8 @@ fn live_processes(group: u32) -> Vec<(u32, char, String)> {
 
 /// Wait (up to 10 s) until no process of `group` runs any more.
 async fn assert_gone(group: u32) {
-    wait_until(
+    wait_for_exits(
+        group,
         || live_processes(group).is_empty(),
         "the browser's processes to exit",
     )
@@ -320,24 +327,59 @@ fn renderers(group: u32) -> usize {
         .count()
 }
 
-async fn wait_until(done: impl Fn() -> bool, what: &str) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "waited 10 s for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Wait (up to 10 s) until `done` holds, looking again each time a process of `group` exits.
+async fn wait_for_exits(group: u32, done: impl Fn() -> bool, what: &str) {
+    let wait = async {
+        while !done() {
+            let exits = live_processes(group)
+                .into_iter()
+                .map(|(pid, _, _)| Box::pin(exited(pid)));
+            let exits: Vec<_> = exits.collect();
+            if exits.is_empty() {
+                return;
+            }
+            futures_util::future::select_all(exits).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("waited 10 s for {what}"));
+    assert!(done(), "{what}: nothing of group {group} is left to exit");
+}
+
+/// Return once `pid` has exited, or after 10 s: its pidfd turns readable then
+/// (pidfd_open(2)). At once if it is gone already.
+async fn exited(pid: u32) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return;
+    };
+    let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
+        return;
+    };
+    let bound = Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    tokio::task::spawn_blocking(move || {
+        let _ = poll(&mut [PollFd::new(&pidfd, PollFlags::IN)], Some(&bound));
+    })
+    .await
+    .unwrap();
 }
 
 async fn shop_waits_for(shop: &Shop, path: &str) {
-    let start = Instant::now();
-    while shop.hits(path) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{path} never requested"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let wait = async {
+        loop {
+            let served = shop.served.notified();
+            if shop.hits(path) > 0 {
+                return;
+            }
+            served.await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{path} never requested"));
 }

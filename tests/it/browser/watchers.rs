@@ -78,11 +78,13 @@ async fn test_renders_browser_watchers_and_gives_every_failure_its_reason() {
             "/spa-late",
             "browser = true\nwait_for = \"#price\"\nfields.price = { css = \"#price\" }",
         ),
+        // 4 s: the timeout covers starting the browser too, which took over 2 s under load
+        // and failed the check before its wait began.
         watcher(
             "never",
             addr,
             "/never",
-            "browser = true\nwait_for = \".price\"\ntimeout = \"2s\"\nfields.price = { css = \".price\" }",
+            "browser = true\nwait_for = \".price\"\ntimeout = \"4s\"\nfields.price = { css = \".price\" }",
         ),
         // Over plain HTTP, the app root is empty: the reason a browser is needed.
         watcher("spa-http", addr, "/spa", "fields.price = { css = \"span.price\" }"),
@@ -116,7 +118,7 @@ async fn test_renders_browser_watchers_and_gives_every_failure_its_reason() {
         never["error"]
             .as_str()
             .unwrap()
-            .contains("wait_for `.price` matched nothing within 2s"),
+            .contains("wait_for `.price` matched nothing within 4s"),
         "{never}"
     );
     assert_eq!(by_name["spa-http"]["reason"], "selector");
