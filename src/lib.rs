@@ -6,7 +6,6 @@
 //! `check`, `deliver` and `store`.
 
 pub mod admin;
-pub mod alert;
 pub mod check;
 pub mod clock;
 pub mod commands;
@@ -16,6 +15,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod diff;
+pub mod event;
 pub mod extract;
 pub mod fetch;
 pub mod logging;

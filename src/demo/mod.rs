@@ -221,7 +221,7 @@ impl fmt::Display for EventLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = self.at.format("%H:%M:%S");
         let product = &self.product;
-        if self.kind != crate::diff::WATCH_CHANGED {
+        if self.kind != crate::event::WATCH_CHANGED {
             return write!(f, "{at}  {product:<24}  {}", self.kind);
         }
         let price = match (&self.price_move, self.price) {
