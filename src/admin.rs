@@ -42,11 +42,11 @@ impl Health {
         }
     }
 
-    pub fn set(&self, part: Part, alive: bool) {
+    pub(crate) fn set(&self, part: Part, alive: bool) {
         self.flag(part).store(alive, Ordering::SeqCst);
     }
 
-    pub fn is_alive(&self, part: Part) -> bool {
+    pub(crate) fn is_alive(&self, part: Part) -> bool {
         self.flag(part).load(Ordering::SeqCst)
     }
 
@@ -99,7 +99,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Serve the admin endpoint on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(addr = %addr, "admin endpoint: /healthz and /metrics");
     }

@@ -14,14 +14,14 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::alert;
 use crate::config::Watcher;
+use crate::event;
 use crate::extract::{ExtractError, Extraction, Field, FieldKind, Source, extract_until};
 use crate::fetch::browser::BrowserPage;
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
 use crate::reason::Reason;
-use crate::step::{Judged, Observed, step};
+use crate::step::{self, Failure, Observed, step};
 use crate::store::{Delivery, Store, StoreError, WatcherState};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,21 +51,14 @@ impl CheckError {
     }
 }
 
-/// What a committed check did.
-#[derive(Debug)]
-pub enum Outcome {
-    Baseline,
-    Unchanged,
-    Changed {
-        fields: Vec<String>,
-        event_id: String,
-    },
-    /// Values changed, but not enough for the notify rules: recorded, nothing sent.
-    Quiet {
-        fields: Vec<String>,
-    },
-    Failed(CheckError),
+impl Failure for CheckError {
+    fn reason(&self) -> Reason {
+        CheckError::reason(self)
+    }
 }
+
+/// What a committed check did.
+pub type Outcome = step::Outcome<CheckError>;
 
 impl Outcome {
     /// The check never got a slot to fetch in: it has not been served, and keeps its place.
@@ -74,16 +67,6 @@ impl Outcome {
             self,
             Outcome::Failed(CheckError::Fetch(FetchError::Busy(..)))
         )
-    }
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Baseline => "baseline",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Changed { .. } => "changed",
-            Outcome::Quiet { .. } => "quiet",
-            Outcome::Failed(_) => "failed",
-        }
     }
 }
 
@@ -425,25 +408,21 @@ async fn check_and_commit(
 ) -> Result<Outcome, CheckError> {
     let state = store.watcher_state(&watcher.name)?;
     // A failed check keeps the stored validators and hashes: they still stand for the values.
-    let (before, observed, failure) = match observe(watcher, fetcher, state.clone(), due).await {
-        Ok((fetched, observed)) => (fetched, observed, None),
-        Err(err) => (
-            state,
-            Observed::Failed(err.to_string(), err.reason()),
-            Some(err),
-        ),
+    let (before, observed) = match observe(watcher, fetcher, state.clone(), due).await {
+        Ok(observed) => observed,
+        Err(err) => (state, Observed::Failed(err)),
     };
     let now = Utc::now();
     let stepped = step(before, observed, watcher, now);
     let mut deliveries = Vec::new();
     for event in &stepped.events {
         match event.kind {
-            alert::WATCH_RECOVERED => info!(
+            event::WATCH_RECOVERED => info!(
                 watcher = watcher.name.as_str(),
                 event_id = event.id.as_str(),
                 "watcher recovered"
             ),
-            alert::WATCH_FAILING => warn!(
+            event::WATCH_FAILING => warn!(
                 watcher = watcher.name.as_str(),
                 failures = stepped.state.consecutive_failures,
                 event_id = event.id.as_str(),
@@ -471,15 +450,7 @@ async fn check_and_commit(
                 .await?
         }
     }
-    if let Some(err) = failure {
-        return Ok(Outcome::Failed(err));
-    }
-    Ok(match stepped.judged {
-        Judged::Baseline => Outcome::Baseline,
-        Judged::Unchanged | Judged::Failed => Outcome::Unchanged,
-        Judged::Changed { fields, event_id } => Outcome::Changed { fields, event_id },
-        Judged::Quiet { fields } => Outcome::Quiet { fields },
-    })
+    Ok(stepped.outcome)
 }
 
 /// Fetch and extract: the state with the page's validators and hashes, and what was seen.
@@ -488,7 +459,7 @@ async fn observe(
     fetcher: &Fetcher,
     mut state: WatcherState,
     due: DateTime<Utc>,
-) -> Result<(WatcherState, Observed), CheckError> {
+) -> Result<(WatcherState, Observed<CheckError>), CheckError> {
     let deadline = Instant::now() + watcher.timeout;
     let fingerprint = fingerprint(watcher);
     let current = state.values.is_some() && state.fingerprint.as_ref() == Some(&fingerprint);

@@ -20,7 +20,7 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Manual(manual) => manual.now(),
@@ -28,7 +28,7 @@ impl Clock {
     }
 
     /// Return once it is `at` or later: at once for a moment already past.
-    pub async fn sleep_until(&self, at: DateTime<Utc>) {
+    pub(crate) async fn sleep_until(&self, at: DateTime<Utc>) {
         match self {
             Clock::System => {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();

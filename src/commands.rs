@@ -31,7 +31,7 @@ use crate::store::{Store, StoreError};
 
 /// systemd's EX_CONFIG: a bad config must not restart-loop a service.
 pub const EXIT_CONFIG: u8 = 78;
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// How long a command waits for a locked store or a daemon's socket before it gives up.
 const LOCKED_PATIENCE: Duration = Duration::from_secs(2);
 /// Checks `test` runs at once (it prints in config order).
@@ -66,7 +66,7 @@ pub enum Failure {
 }
 
 /// A command's exit code, or why it failed.
-pub type Done = Result<ExitCode, Failure>;
+pub(crate) type Done = Result<ExitCode, Failure>;
 
 /// The process's exit code for how `command` ended, telling its failure on stderr. A closed
 /// pipe (`| head -1`) means the reader has what it wanted: exit 0 without a word, as ripgrep
@@ -101,7 +101,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Load the config, telling its warnings, or tell every error and fail with `error_code`.
-    pub fn load(&self, error_code: u8) -> Result<Config, Failure> {
+    pub(crate) fn load(&self, error_code: u8) -> Result<Config, Failure> {
         match config::load(&self.path) {
             Ok(Loaded { config, warnings }) => {
                 for warning in &warnings {

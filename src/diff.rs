@@ -1,16 +1,12 @@
-//! Old values vs new values -> the changes worth an event, and the event itself. Pure.
+//! Old values vs new values -> the changes worth an event. Pure.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::extract::Values;
 use crate::notify::{self, Rules};
-use crate::redact::SensitiveUrl;
-
-pub const WATCH_CHANGED: &str = "watch.changed";
 
 /// One field's move. `old` is the value receivers were last told of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,82 +110,6 @@ pub fn evaluate(
     }
 }
 
-/// The webhook body, exactly as DESIGN.md fixes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    #[serde(skip)]
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(with = "rfc3339")]
-    pub timestamp: DateTime<Utc>,
-    pub data: EventData,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventData {
-    pub watcher: String,
-    /// Redacted when serialised: a receiver never sees the watcher's credentials.
-    pub url: SensitiveUrl,
-    pub seq: u64,
-    #[serde(with = "rfc3339")]
-    pub checked_at: DateTime<Utc>,
-    pub changes: Changes,
-    pub values: Values,
-}
-
-impl Event {
-    /// A `watch.changed` event with a fresh, time-ordered id.
-    pub fn changed(
-        watcher: &str,
-        url: &SensitiveUrl,
-        seq: u64,
-        checked_at: DateTime<Utc>,
-        changes: Changes,
-        values: Values,
-    ) -> Self {
-        Event {
-            id: new_event_id(),
-            kind: WATCH_CHANGED.to_owned(),
-            timestamp: checked_at,
-            data: EventData {
-                watcher: watcher.to_owned(),
-                url: url.clone(),
-                seq,
-                checked_at,
-                changes,
-                values,
-            },
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("an event always serialises")
-    }
-}
-
-/// `evt_` + a UUIDv7: unique without coordination, and sorts by creation time.
-pub(crate) fn new_event_id() -> String {
-    format!("evt_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Whole seconds with `Z`, as in DESIGN.md's example payload.
-mod rfc3339 {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,47 +164,6 @@ mod tests {
         let old = values(&[("badge", json!("Sale"))]);
         let new = values(&[("badge", Value::Null)]);
         assert!(matches!(diff(Some(&old), &new), Diff::Changed(_)));
-    }
-
-    #[test]
-    fn event_payload_has_the_documented_shape() {
-        let at = DateTime::parse_from_rfc3339("2026-11-27T06:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        // The receiver is another system: the watcher's credentials stay here.
-        let url = "https://shop.example.com/widget?api_key=s3cret"
-            .parse()
-            .unwrap();
-        let changes: Changes = [(
-            "price".to_string(),
-            Change::new(json!("1299.99"), json!("1199.99"), false),
-        )]
-        .into();
-        let event = Event::changed(
-            "acme-widget",
-            &url,
-            42,
-            at,
-            changes,
-            values(&[("price", json!("1199.99"))]),
-        );
-        assert!(event.id.starts_with("evt_"));
-        let body: Value = serde_json::from_str(&event.to_json()).unwrap();
-        assert_eq!(
-            body,
-            json!({
-                "type": "watch.changed",
-                "timestamp": "2026-11-27T06:00:00Z",
-                "data": {
-                    "watcher": "acme-widget",
-                    "url": "https://shop.example.com/widget?api_key=***",
-                    "seq": 42,
-                    "checked_at": "2026-11-27T06:00:00Z",
-                    "changes": {"price": {"old": "1299.99", "new": "1199.99"}},
-                    "values": {"price": "1199.99"}
-                }
-            })
-        );
     }
 
     fn price(amount: &str) -> Value {

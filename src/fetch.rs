@@ -3,7 +3,7 @@
 //! browser fetcher (`browser`) renders pages that build themselves in the browser; `blocked`
 //! recognises bot walls for both.
 
-pub mod blocked;
+pub(crate) mod blocked;
 pub mod browser;
 mod decode;
 mod gate;
@@ -24,29 +24,29 @@ use tokio::time::Instant;
 use crate::reason::Reason;
 use crate::redact::SensitiveUrl;
 
-pub use gate::{Busy, HostPolicy, Limit};
-pub use proxy::{ProxyPool, ProxyUrl, Rotation};
+pub(crate) use gate::{Busy, HostPolicy, Limit};
+pub(crate) use proxy::{ProxyPool, ProxyUrl, Rotation};
 use redirect::{Hop, Unusable};
 pub(crate) use retry::parse_retry_after;
 
-pub const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("pagehook/", env!("CARGO_PKG_VERSION"));
 /// Requests in flight at once across all hosts (`daemon.max_concurrency`).
-pub const DEFAULT_MAX_CONCURRENCY: usize = 32;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 32;
 /// Requests in flight at once to one host (`per_host_concurrency`).
-pub const DEFAULT_PER_HOST_CONCURRENCY: usize = 2;
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const DEFAULT_PER_HOST_CONCURRENCY: usize = 2;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_REDIRECTS: usize = 10;
 
 /// How a watcher's requests are made, beyond the URL: fixed at config load.
 #[derive(Clone, PartialEq)]
 pub struct HttpOptions {
-    pub method: Method,
+    pub(crate) method: Method,
     /// Extra headers, cookies and user agent included; all marked sensitive.
     pub headers: HeaderMap,
-    pub body: Option<String>,
-    pub proxy: Proxy,
-    pub connect_timeout: Duration,
-    pub host: HostPolicy,
+    pub(crate) body: Option<String>,
+    pub(crate) proxy: Proxy,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) host: HostPolicy,
 }
 
 impl Default for HttpOptions {
@@ -78,7 +78,7 @@ impl fmt::Debug for HttpOptions {
 
 /// Where requests go out.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Proxy {
+pub(crate) enum Proxy {
     Direct,
     One(ProxyUrl),
     Pool(Arc<ProxyPool>),
@@ -87,33 +87,33 @@ pub enum Proxy {
 /// The validators of the last full fetch of a page. Sent back, they let an unchanged page
 /// answer 304 Not Modified without a body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Validators {
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
+pub(crate) struct Validators {
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
 }
 
 impl Validators {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.etag.is_none() && self.last_modified.is_none()
     }
 }
 
 /// What one request for a page needs to know.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
-    pub url: &'a SensitiveUrl,
+pub(crate) struct Request<'a> {
+    pub(crate) url: &'a SensitiveUrl,
     /// The whole fetch: waiting for a slot, every try, body included, and the pauses between.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// When `timeout` runs out.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// When the check was due: waiting requests to a host are served earliest-due first.
-    pub due: DateTime<Utc>,
-    pub max_body: u64,
-    pub options: &'a HttpOptions,
+    pub(crate) due: DateTime<Utc>,
+    pub(crate) max_body: u64,
+    pub(crate) options: &'a HttpOptions,
     /// Sent as If-None-Match / If-Modified-Since when present (HTTP only).
-    pub validators: Option<&'a Validators>,
+    pub(crate) validators: Option<&'a Validators>,
     /// Render the page in the browser instead (`browser = true`).
-    pub browser: Option<&'a browser::BrowserPage>,
+    pub(crate) browser: Option<&'a browser::BrowserPage>,
 }
 
 /// A fetched page.
@@ -122,12 +122,12 @@ pub struct Page {
     /// Where the page ended up after redirects.
     pub url: SensitiveUrl,
     pub body: String,
-    pub validators: Validators,
+    pub(crate) validators: Validators,
 }
 
 /// What a request brought back.
 #[derive(Debug, Clone)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     Page(Page),
     /// 304: the page is what it was when the validators were taken.
     NotModified,
@@ -231,7 +231,7 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 /// The HTTP side of pagehook: cheap to clone; connection pools, TLS sessions and the
 /// politeness limits are shared by every clone.
 #[derive(Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     inner: Arc<Inner>,
 }
 
@@ -245,18 +245,14 @@ struct Inner {
 }
 
 impl Fetcher {
-    pub fn new() -> Result<Self, FetchError> {
-        Self::with_concurrency(DEFAULT_MAX_CONCURRENCY)
+    #[cfg(test)]
+    pub(crate) fn new() -> Result<Self, FetchError> {
+        Self::with_browser(DEFAULT_MAX_CONCURRENCY, browser::BrowserConfig::default())
     }
 
-    /// A fetcher that has at most `max_concurrency` requests in flight.
-    pub fn with_concurrency(max_concurrency: usize) -> Result<Self, FetchError> {
-        Self::with_browser(max_concurrency, browser::BrowserConfig::default())
-    }
-
-    /// As `with_concurrency`, rendering browser watchers' pages with the browser `config`
-    /// names. No browser starts until one is needed.
-    pub fn with_browser(
+    /// A fetcher that has at most `max_concurrency` requests in flight, rendering browser
+    /// watchers' pages with the browser `config` names. No browser starts until one is needed.
+    pub(crate) fn with_browser(
         max_concurrency: usize,
         config: browser::BrowserConfig,
     ) -> Result<Self, FetchError> {
@@ -307,7 +303,7 @@ impl Fetcher {
     /// Fetch a page: wait for the host's and a global slot, then try up to three times while
     /// the failures look transient (connection refused or reset, 429, 502, 503, 504); all of
     /// it within the request's deadline.
-    pub async fn fetch(&self, req: &Request<'_>) -> Result<Fetched, FetchError> {
+    pub(crate) async fn fetch(&self, req: &Request<'_>) -> Result<Fetched, FetchError> {
         if let Some(page) = req.browser {
             return self.render(req, page).await.map(Fetched::Page);
         }
@@ -360,13 +356,8 @@ impl Fetcher {
     }
 
     /// Close the browser, if one was started: `once` and `test` do before they exit.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.inner.browser.close().await;
-    }
-
-    /// The process group of the browser, while one runs.
-    pub async fn browser_group(&self) -> Option<u32> {
-        self.inner.browser.process_group().await
     }
 
     /// Render a browser watcher's page: the host's politeness applies as to an HTTP request
@@ -558,7 +549,7 @@ async fn follow_redirects(
 }
 
 /// Politeness is per origin host and port, whatever proxy a request goes through.
-pub fn host_key(url: &SensitiveUrl) -> String {
+pub(crate) fn host_key(url: &SensitiveUrl) -> String {
     format!(
         "{}:{}",
         url.host_str().unwrap_or(""),

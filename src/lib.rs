@@ -6,26 +6,26 @@
 //! `check`, `deliver` and `store`.
 
 pub mod admin;
-pub mod alert;
-pub mod check;
+pub(crate) mod check;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod demo;
-pub mod diff;
+pub(crate) mod diff;
+pub(crate) mod event;
 pub mod extract;
 pub mod fetch;
 pub mod logging;
-pub mod metrics;
-pub mod notify;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 pub mod ops;
 pub mod reason;
-pub mod receive;
-pub mod redact;
-pub mod schedule;
+pub(crate) mod receive;
+pub(crate) mod redact;
+pub(crate) mod schedule;
 pub mod sign;
-pub mod step;
+pub(crate) mod step;
 pub mod store;

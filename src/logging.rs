@@ -34,7 +34,7 @@ pub fn init(format: LogFormat, default: &str) {
 /// A config problem as one log event, its place in fields of its own: under `--log-format json`
 /// `{"level":"ERROR","fields":{"message":..,"file":..,"line":..,"column":..},..}`, so a log
 /// shipper reads it like any other line.
-pub fn config_problem(problem: &Diagnostic, warning: bool) {
+pub(crate) fn config_problem(problem: &Diagnostic, warning: bool) {
     let file = problem.file.display();
     let (line, column, message) = (problem.line, problem.column, problem.message.as_str());
     if warning {

@@ -39,7 +39,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Reason; 12] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::Busy,
@@ -54,7 +55,7 @@ impl Reason {
         Reason::Store,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Connect => "connect",
             Reason::Timeout => "timeout",

@@ -18,7 +18,7 @@ pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 type HmacSha256 = Hmac<Sha256>;
 
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 const MIN_SECRET_LEN: usize = 24;
 const MAX_SECRET_LEN: usize = 64;
 /// 256 bits, the strength of HMAC-SHA256 itself, so the key is never the weak link.
@@ -39,7 +39,8 @@ pub struct Secret(Vec<u8>);
 impl Secret {
     /// Wraps raw key bytes without the length check that parsing applies,
     /// so callers generating keys must pick 24..=64 random bytes themselves.
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
         Secret(bytes)
     }
 

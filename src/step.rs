@@ -2,28 +2,36 @@
 //! and the history entry to record. Pure: the rules for baseline, change, quiet change,
 //! failing, recovered and `seq` live here alone, tested without a network or a store.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 
-use crate::alert;
 use crate::config::Watcher;
-use crate::diff::{Diff, Event, evaluate};
+use crate::diff::{Diff, evaluate};
+use crate::event::{self, Emitted};
 use crate::extract::Values;
 use crate::reason::Reason;
 use crate::store::{HistoryEntry, WatcherState};
 
+/// A failed check as the step sees it: its text goes into `watch.failing`, its reason into
+/// the state.
+pub trait Failure: fmt::Display {
+    fn reason(&self) -> Reason;
+}
+
 /// What a check observed.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observed {
+pub enum Observed<F> {
     /// The page is the one the stored values came from (304, or the same body): not parsed.
     Same,
     Values(Values),
-    /// The check failed: the error's text, and its reason.
-    Failed(String, Reason),
+    Failed(F),
 }
 
-/// How the step judged the check.
+/// How a check went: what the step decides, and what `check` logs, counts and reports. `F` is
+/// what a failure carries (the check's error), handed back from [`Observed::Failed`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Judged {
+pub enum Outcome<F> {
     Baseline,
     Unchanged,
     Changed {
@@ -34,69 +42,76 @@ pub enum Judged {
     Quiet {
         fields: Vec<String>,
     },
-    Failed,
+    Failed(F),
 }
 
-/// One event to send: its id and the exact webhook body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Emitted {
-    pub kind: &'static str,
-    pub id: String,
-    pub payload: String,
+impl<F> Outcome<F> {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Baseline => "baseline",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Changed { .. } => "changed",
+            Outcome::Quiet { .. } => "quiet",
+            Outcome::Failed(_) => "failed",
+        }
+    }
 }
 
 /// The step's result, committed together.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stepped {
+pub struct Stepped<F> {
     pub state: WatcherState,
     pub events: Vec<Emitted>,
     pub history: Option<HistoryEntry>,
-    pub judged: Judged,
+    pub outcome: Outcome<F>,
+}
+
+/// Whether a failed check that brought the count of failures in a row to `failures` should
+/// send `watch.failing`. Once sent, nothing more until the watcher recovers: no event storm.
+/// `>=` rather than `==` so that lowering the threshold on reload still alerts.
+fn should_alert(failures: u32, threshold: u32, already_sent: bool) -> bool {
+    !already_sent && failures >= threshold.max(1)
 }
 
 /// The next state of `watcher` after a check that observed `observed` at `now`. Each event
 /// takes the next `seq`, so one `seq` never names two events.
-pub fn step(
+pub fn step<F: Failure>(
     mut state: WatcherState,
-    observed: Observed,
+    observed: Observed<F>,
     watcher: &Watcher,
     now: DateTime<Utc>,
-) -> Stepped {
+) -> Stepped<F> {
     state.last_check = Some(now);
     let mut events = Vec::new();
     let fresh = match observed {
-        Observed::Failed(error, reason) => {
+        Observed::Failed(failure) => {
+            let error = failure.to_string();
             state.consecutive_failures += 1;
-            if alert::should_alert(
+            if should_alert(
                 state.consecutive_failures,
                 watcher.failure_threshold,
                 state.failing_sent,
             ) {
                 state.seq += 1;
-                let alert = alert::failing(&alert::Failing {
+                events.push(event::failing(&event::Failing {
                     watcher: &watcher.name,
                     url: &watcher.url,
                     seq: state.seq,
                     checked_at: now,
                     consecutive_failures: state.consecutive_failures,
                     error: &error,
-                    reason,
+                    reason: failure.reason(),
                     last_success: state.last_success,
-                });
-                events.push(Emitted {
-                    kind: alert::WATCH_FAILING,
-                    id: alert.id,
-                    payload: alert.payload,
-                });
+                }));
                 state.failing_sent = true;
             }
             state.last_error = Some(error);
-            state.last_reason = Some(reason);
+            state.last_reason = Some(failure.reason());
             return Stepped {
                 state,
                 events,
                 history: None,
-                judged: Judged::Failed,
+                outcome: Outcome::Failed(failure),
             };
         }
         Observed::Same => None,
@@ -104,19 +119,14 @@ pub fn step(
     };
     if state.failing_sent {
         state.seq += 1;
-        let alert = alert::recovered(&alert::Recovered {
+        events.push(event::recovered(&event::Recovered {
             watcher: &watcher.name,
             url: &watcher.url,
             seq: state.seq,
             checked_at: now,
             failed_checks: state.consecutive_failures,
             values: fresh.as_ref().or(state.values.as_ref()),
-        });
-        events.push(Emitted {
-            kind: alert::WATCH_RECOVERED,
-            id: alert.id,
-            payload: alert.payload,
-        });
+        }));
         state.failing_sent = false;
     }
     state.last_success = Some(now);
@@ -128,7 +138,7 @@ pub fn step(
             state,
             events,
             history: None,
-            judged: Judged::Unchanged,
+            outcome: Outcome::Unchanged,
         };
     };
     let evaluation = evaluate(
@@ -137,43 +147,39 @@ pub fn step(
         state.announced.as_ref(),
         &values,
     );
-    let judged = match evaluation.diff {
-        Diff::Baseline => Judged::Baseline,
-        Diff::Unchanged if evaluation.quiet.is_empty() => Judged::Unchanged,
-        Diff::Unchanged => Judged::Quiet {
+    let outcome = match evaluation.diff {
+        Diff::Baseline => Outcome::Baseline,
+        Diff::Unchanged if evaluation.quiet.is_empty() => Outcome::Unchanged,
+        Diff::Unchanged => Outcome::Quiet {
             fields: evaluation.quiet,
         },
         Diff::Changed(changes) => {
             state.seq += 1;
-            let fields = changes.keys().cloned().collect();
-            let event = Event::changed(
-                &watcher.name,
-                &watcher.url,
-                state.seq,
-                now,
-                changes,
-                values.clone(),
-            );
-            events.push(Emitted {
-                kind: crate::diff::WATCH_CHANGED,
-                payload: event.to_json(),
-                id: event.id.clone(),
+            let changed = event::changed(&event::Changed {
+                watcher: &watcher.name,
+                url: &watcher.url,
+                seq: state.seq,
+                checked_at: now,
+                changes: &changes,
+                values: &values,
             });
-            Judged::Changed {
-                fields,
-                event_id: event.id,
+            let event_id = changed.id.clone();
+            events.push(changed);
+            Outcome::Changed {
+                fields: changes.into_keys().collect(),
+                event_id,
             }
         }
     };
     // History records what the values were over time: a baseline or a change (announced or
     // quiet), not every fetch.
-    let history = match &judged {
-        Judged::Baseline => Some(("baseline", Vec::new(), None)),
-        Judged::Changed { fields, event_id } => {
+    let history = match &outcome {
+        Outcome::Baseline => Some(("baseline", Vec::new(), None)),
+        Outcome::Changed { fields, event_id } => {
             Some(("changed", fields.clone(), Some(event_id.clone())))
         }
-        Judged::Quiet { fields } => Some(("quiet", fields.clone(), None)),
-        Judged::Unchanged | Judged::Failed => None,
+        Outcome::Quiet { fields } => Some(("quiet", fields.clone(), None)),
+        Outcome::Unchanged | Outcome::Failed(_) => None,
     }
     .map(|(kind, changed, event_id)| HistoryEntry {
         checked_at: now,
@@ -188,7 +194,7 @@ pub fn step(
         state,
         events,
         history,
-        judged,
+        outcome,
     }
 }
 
@@ -233,8 +239,8 @@ mod tests {
     struct Case {
         name: &'static str,
         before: WatcherState,
-        observed: Observed,
-        judged: &'static str,
+        observed: Observed<Http503>,
+        outcome: &'static str,
         events: &'static [&'static str],
         seq: u64,
         history: Option<&'static str>,
@@ -243,25 +249,31 @@ mod tests {
         values: Option<&'static str>,
     }
 
-    fn label(judged: &Judged) -> &'static str {
-        match judged {
-            Judged::Baseline => "baseline",
-            Judged::Unchanged => "unchanged",
-            Judged::Changed { .. } => "changed",
-            Judged::Quiet { .. } => "quiet",
-            Judged::Failed => "failed",
+    /// A failed fetch, as the step sees one.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Http503;
+
+    impl fmt::Display for Http503 {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("fetch failed: HTTP 503")
+        }
+    }
+
+    impl Failure for Http503 {
+        fn reason(&self) -> Reason {
+            Reason::HttpStatus
         }
     }
 
     #[test]
     fn the_step_decides_baseline_change_quiet_failing_recovered_and_seq() {
-        let failed = || Observed::Failed("fetch failed: HTTP 503".into(), Reason::HttpStatus);
+        let failed = || Observed::Failed(Http503);
         let cases = [
             Case {
                 name: "first success records a baseline and sends nothing",
                 before: WatcherState::default(),
                 observed: Observed::Values(values("10")),
-                judged: "baseline",
+                outcome: "baseline",
                 events: &[],
                 seq: 0,
                 history: Some("baseline"),
@@ -273,7 +285,7 @@ mod tests {
                 name: "same values: nothing recorded, nothing sent",
                 before: seen("10", 4),
                 observed: Observed::Values(values("10")),
-                judged: "unchanged",
+                outcome: "unchanged",
                 events: &[],
                 seq: 4,
                 history: None,
@@ -285,7 +297,7 @@ mod tests {
                 name: "the same page is unchanged without a parse",
                 before: seen("10", 4),
                 observed: Observed::Same,
-                judged: "unchanged",
+                outcome: "unchanged",
                 events: &[],
                 seq: 4,
                 history: None,
@@ -297,7 +309,7 @@ mod tests {
                 name: "a change that passes the rules is sent with the next seq",
                 before: seen("10", 4),
                 observed: Observed::Values(values("9")),
-                judged: "changed",
+                outcome: "changed",
                 events: &["watch.changed"],
                 seq: 5,
                 history: Some("changed"),
@@ -309,7 +321,7 @@ mod tests {
                 name: "a change below the rules is recorded quietly",
                 before: seen("10", 4),
                 observed: Observed::Values(values("11")),
-                judged: "quiet",
+                outcome: "quiet",
                 events: &[],
                 seq: 4,
                 history: Some("quiet"),
@@ -321,7 +333,7 @@ mod tests {
                 name: "a failure below the threshold sends nothing and keeps the values",
                 before: seen("10", 4),
                 observed: failed(),
-                judged: "failed",
+                outcome: "failed",
                 events: &[],
                 seq: 4,
                 history: None,
@@ -333,7 +345,7 @@ mod tests {
                 name: "the failure that reaches the threshold sends watch.failing",
                 before: failing("10", 4, 2, false),
                 observed: failed(),
-                judged: "failed",
+                outcome: "failed",
                 events: &["watch.failing"],
                 seq: 5,
                 history: None,
@@ -345,7 +357,7 @@ mod tests {
                 name: "after watch.failing, further failures send nothing",
                 before: failing("10", 5, 3, true),
                 observed: failed(),
-                judged: "failed",
+                outcome: "failed",
                 events: &[],
                 seq: 5,
                 history: None,
@@ -357,7 +369,7 @@ mod tests {
                 name: "a success after watch.failing sends watch.recovered",
                 before: failing("10", 5, 4, true),
                 observed: Observed::Same,
-                judged: "unchanged",
+                outcome: "unchanged",
                 events: &["watch.recovered"],
                 seq: 6,
                 history: None,
@@ -369,7 +381,7 @@ mod tests {
                 name: "recovering with a change: two events, two seqs, recovered first",
                 before: failing("10", 5, 4, true),
                 observed: Observed::Values(values("8")),
-                judged: "changed",
+                outcome: "changed",
                 events: &["watch.recovered", "watch.changed"],
                 seq: 7,
                 history: Some("changed"),
@@ -381,7 +393,7 @@ mod tests {
                 name: "a success after failures below the threshold sends nothing",
                 before: failing("10", 4, 2, false),
                 observed: Observed::Values(values("10")),
-                judged: "unchanged",
+                outcome: "unchanged",
                 events: &[],
                 seq: 4,
                 history: None,
@@ -393,7 +405,7 @@ mod tests {
                 name: "a watcher that never succeeded can fail without values",
                 before: WatcherState::default(),
                 observed: failed(),
-                judged: "failed",
+                outcome: "failed",
                 events: &[],
                 seq: 0,
                 history: None,
@@ -408,7 +420,7 @@ mod tests {
             let before = case.before.clone();
             let out = step(case.before, case.observed, &watcher, now);
             let name = case.name;
-            assert_eq!(label(&out.judged), case.judged, "{name}");
+            assert_eq!(out.outcome.label(), case.outcome, "{name}");
             let kinds: Vec<&str> = out.events.iter().map(|e| e.kind).collect();
             assert_eq!(kinds, case.events, "{name}");
             assert_eq!(out.state.seq, case.seq, "{name}");
@@ -428,12 +440,12 @@ mod tests {
                 assert_eq!(body["data"]["seq"], before.seq + 1 + i as u64, "{name}");
                 assert!(event.id.starts_with("evt_"), "{name}");
             }
-            if let Judged::Changed { event_id, .. } = &out.judged {
+            if let Outcome::Changed { event_id, .. } = &out.outcome {
                 assert_eq!(out.events.last().unwrap().id, *event_id, "{name}");
                 let entry = out.history.as_ref().unwrap();
                 assert_eq!(entry.event_id.as_ref(), Some(event_id), "{name}");
             }
-            if case.judged == "failed" {
+            if case.outcome == "failed" {
                 assert_eq!(out.state.last_success, before.last_success, "{name}");
                 assert!(out.state.last_error.is_some(), "{name}");
                 assert_eq!(out.state.last_reason, Some(Reason::HttpStatus), "{name}");

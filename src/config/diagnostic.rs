@@ -10,11 +10,11 @@ use crate::redact::{self};
 
 /// One finding of validation, pointing into the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+pub(crate) struct Diagnostic {
+    pub(crate) file: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Diagnostic {
@@ -26,7 +26,7 @@ impl fmt::Display for Diagnostic {
 
 impl Diagnostic {
     /// The same place and message, marked as a warning: legal, but probably not meant.
-    pub fn as_warning(&self) -> String {
+    pub(crate) fn as_warning(&self) -> String {
         let (file, line, column) = (self.file.display(), self.line, self.column);
         format!("{file}:{line}:{column}: warning: {}", self.message)
     }
@@ -36,7 +36,7 @@ impl Diagnostic {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
-    pub errors: Vec<Diagnostic>,
+    pub(crate) errors: Vec<Diagnostic>,
 }
 
 /// serde quotes a mistyped value back (`invalid type: string "whsec_...", expected a map`), and

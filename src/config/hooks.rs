@@ -15,7 +15,7 @@ use super::{OneOrMany, Validator};
 use crate::redact::SensitiveUrl;
 use crate::sign::Secret;
 
-pub const DEFAULT_RETRY: [Duration; 7] = [
+pub(crate) const DEFAULT_RETRY: [Duration; 7] = [
     Duration::from_secs(5),
     Duration::from_secs(5 * 60),
     Duration::from_secs(30 * 60),
@@ -24,23 +24,23 @@ pub const DEFAULT_RETRY: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
-pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
-pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 4;
+pub(crate) const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_WEBHOOK_CONCURRENCY: usize = 4;
 const MAX_WEBHOOK_CONCURRENCY: usize = 256;
 
 /// One receiving endpoint.
 #[derive(Clone, PartialEq)]
 pub struct Webhook {
-    pub name: String,
-    pub url: SensitiveUrl,
+    pub(crate) name: String,
+    pub(crate) url: SensitiveUrl,
     /// The first signs as the current secret; the rest keep receivers working while they rotate.
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
     /// The delay before each retry; its length is the number of retries.
-    pub retry: Vec<Duration>,
-    pub headers: HeaderMap,
-    pub timeout: Duration,
+    pub(crate) retry: Vec<Duration>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) timeout: Duration,
     /// Attempts in flight at once to this endpoint.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
 }
 
 impl fmt::Debug for Webhook {

@@ -11,14 +11,15 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{RawWatcher, Validator, Watcher};
-use crate::alert::DEFAULT_FAILURE_THRESHOLD;
 use crate::fetch::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_HOST_CONCURRENCY, HostPolicy,
     HttpOptions, Proxy, ProxyPool, ProxyUrl, Rotation, host_key,
 };
 
-pub const DEFAULT_PROXY_FAILURES_BEFORE_REST: u32 = 3;
-pub const DEFAULT_PROXY_REST: Duration = Duration::from_secs(5 * 60);
+/// Failed checks in a row before `watch.failing` is sent.
+pub(crate) const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+pub(crate) const DEFAULT_PROXY_FAILURES_BEFORE_REST: u32 = 3;
+pub(crate) const DEFAULT_PROXY_REST: Duration = Duration::from_secs(5 * 60);
 /// Well past what one machine should have in flight; a larger number is a typo.
 const MAX_CONCURRENCY_LIMIT: i64 = 10_000;
 /// A watcher's `proxy` value that bypasses the `[proxies]` pool.

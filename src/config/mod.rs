@@ -14,12 +14,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub const DEFAULT_SCHEDULE: &str = "every 15m";
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_SCHEDULE: &str = "every 15m";
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
-pub const DEFAULT_HISTORY_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
 mod browser;
 mod css;
@@ -30,9 +30,9 @@ mod http;
 mod values;
 mod watcher;
 
-pub use diagnostic::{ConfigError, Diagnostic};
-pub use hooks::{DEFAULT_RETRY, DEFAULT_WEBHOOK_CONCURRENCY, DEFAULT_WEBHOOK_TIMEOUT, Webhook};
-pub use watcher::Watcher;
+pub(crate) use diagnostic::{ConfigError, Diagnostic};
+pub use hooks::Webhook;
+pub(crate) use watcher::Watcher;
 
 use diagnostic::without_quoted_strings;
 use field::{RawField, RawRule};
@@ -43,19 +43,19 @@ use watcher::RawWatcher;
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Where /healthz and /metrics are served; None turns the admin endpoint off.
-    pub admin_listen: Option<std::net::SocketAddr>,
+    pub(crate) admin_listen: Option<std::net::SocketAddr>,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
     /// Page requests in flight at once (`daemon.max_concurrency`).
-    pub max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     /// The `[browser]` table (see `config/browser`).
-    pub browser: crate::fetch::browser::BrowserConfig,
+    pub(crate) browser: crate::fetch::browser::BrowserConfig,
 }
 
 impl Config {
-    pub fn watcher(&self, name: &str) -> Option<&Arc<Watcher>> {
+    pub(crate) fn watcher(&self, name: &str) -> Option<&Arc<Watcher>> {
         self.watchers.iter().find(|w| w.name == name)
     }
 }
@@ -64,7 +64,7 @@ impl Config {
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
-    pub warnings: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 /// Where a config's outside inputs come from, so tests need no process environment.
@@ -326,10 +326,10 @@ pub(crate) mod testing {
     use super::{ConfigError, Environment, Loaded, parse};
 
     /// The webhook secret every test config reads from `PAGEHOOK_SECRET`.
-    pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     /// An environment holding exactly these variables.
-    pub struct FakeEnv(pub HashMap<&'static str, &'static str>);
+    pub(crate) struct FakeEnv(pub HashMap<&'static str, &'static str>);
 
     impl Environment for FakeEnv {
         fn var(&self, name: &str) -> Option<String> {
@@ -338,17 +338,17 @@ pub(crate) mod testing {
     }
 
     /// A webhook for test configs to name.
-    pub const HOOK: &str =
+    pub(crate) const HOOK: &str =
         "[webhooks.a]\nurl = \"https://a.example\"\nsecret_env = \"PAGEHOOK_SECRET\"\n";
 
     /// Parse `text` as `watchers.toml` with `PAGEHOOK_SECRET` set.
-    pub fn parse_text(text: &str) -> Result<Loaded, ConfigError> {
+    pub(crate) fn parse_text(text: &str) -> Result<Loaded, ConfigError> {
         let env = FakeEnv([("PAGEHOOK_SECRET", SECRET)].into());
         parse(text, Path::new("watchers.toml"), &env)
     }
 
     /// The errors of a config that must be rejected.
-    pub fn errors(text: &str) -> Vec<String> {
+    pub(crate) fn errors(text: &str) -> Vec<String> {
         match parse_text(text) {
             Ok(_) => panic!("config should be rejected:\n{text}"),
             Err(err) => err.errors.iter().map(ToString::to_string).collect(),
@@ -356,7 +356,7 @@ pub(crate) mod testing {
     }
 
     /// An environment with no variables set.
-    pub struct NoEnv;
+    pub(crate) struct NoEnv;
 
     impl Environment for NoEnv {
         fn var(&self, _: &str) -> Option<String> {
@@ -365,7 +365,7 @@ pub(crate) mod testing {
     }
 
     /// `errs` holds exactly one error starting with each of `expect`.
-    pub fn assert_errors(errs: &[String], expect: &[&str]) {
+    pub(crate) fn assert_errors(errs: &[String], expect: &[&str]) {
         for want in expect {
             assert!(
                 errs.iter().any(|e| e.starts_with(want)),

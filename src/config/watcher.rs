@@ -22,24 +22,24 @@ use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 /// One watched page.
 #[derive(Debug, Clone)]
 pub struct Watcher {
-    pub name: String,
-    pub url: SensitiveUrl,
-    pub schedule: Schedule,
+    pub(crate) name: String,
+    pub(crate) url: SensitiveUrl,
+    pub(crate) schedule: Schedule,
     /// This watcher's deterministic place within its schedule's period.
-    pub offset: Duration,
-    pub webhooks: Vec<String>,
+    pub(crate) offset: Duration,
+    pub(crate) webhooks: Vec<String>,
     pub fields: Vec<Field>,
-    pub timeout: Duration,
-    pub max_body: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) max_body: u64,
     /// History entries kept for this watcher; 0 records none.
-    pub history_limit: usize,
+    pub(crate) history_limit: usize,
     /// When a recorded change is worth an event.
-    pub notify: Rules,
-    pub http: HttpOptions,
+    pub(crate) notify: Rules,
+    pub(crate) http: HttpOptions,
     /// Failed checks in a row that send one `watch.failing` event.
-    pub failure_threshold: u32,
+    pub(crate) failure_threshold: u32,
     /// `browser = true`: the page is rendered in the browser.
-    pub browser: Option<crate::fetch::browser::BrowserPage>,
+    pub(crate) browser: Option<crate::fetch::browser::BrowserPage>,
 }
 
 /// How long a check may be late before it counts as overdue, beyond its slot and `timeout`:
@@ -51,7 +51,7 @@ impl Watcher {
     /// `timeout` and a grace have passed without a check finishing. A watcher that never ran
     /// has been due since checking began (`running_since`, the daemon's start); with no daemon
     /// running that is unknown, and it is not called overdue.
-    pub fn overdue_since(
+    pub(crate) fn overdue_since(
         &self,
         last_check: Option<chrono::DateTime<chrono::Utc>>,
         now: chrono::DateTime<chrono::Utc>,
@@ -330,8 +330,8 @@ impl Validator<'_> {
 mod tests {
 
     use super::*;
+    use crate::config::hooks::DEFAULT_RETRY;
     use crate::config::testing::*;
-    use crate::config::*;
 
     #[test]
     fn defaults_fill_what_a_watcher_leaves_out() {

@@ -272,7 +272,7 @@ async fn reload(
 }
 
 /// A token cancelled by the first SIGTERM or SIGINT.
-pub fn shutdown_on_signals() -> CancellationToken {
+pub(crate) fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {

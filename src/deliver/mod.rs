@@ -38,11 +38,11 @@ const SNIPPET_BYTES: usize = 512;
 /// How many attempts a delivery remembers.
 const HISTORY: usize = 32;
 
-pub type Webhooks = BTreeMap<String, Arc<Webhook>>;
-pub use policy::{Verdict, classify, next_delay};
+pub(crate) type Webhooks = BTreeMap<String, Arc<Webhook>>;
+pub(crate) use policy::{Verdict, classify, next_delay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempted {
+pub(crate) enum Attempted {
     Delivered,
     Retrying,
     Dead,
@@ -52,8 +52,8 @@ pub enum Attempted {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub delivered: usize,
-    pub retrying: usize,
-    pub dead: usize,
+    pub(crate) retrying: usize,
+    pub(crate) dead: usize,
 }
 
 /// An attempt's outcome that the store could not take.
@@ -100,7 +100,7 @@ impl Deliverer {
     }
 
     /// A deliverer whose lanes wait on `clock`.
-    pub fn on_clock(
+    pub(crate) fn on_clock(
         store: Store,
         webhooks: Webhooks,
         clock: Clock,

@@ -14,7 +14,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What an endpoint's answer means for the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Delivered,
     /// Try again later. `misconfigured` marks answers that retrying rarely fixes (a 404, a
     /// redirect), which are logged louder.
@@ -30,7 +30,7 @@ pub enum Verdict {
 
 /// The Standard Webhooks spec's reading of a status: only 2xx delivers, redirects are not
 /// followed, 410 Gone stops, and everything else is worth another try.
-pub fn classify(status: StatusCode) -> Verdict {
+pub(crate) fn classify(status: StatusCode) -> Verdict {
     let code = status.as_u16();
     match code {
         200..=299 => Verdict::Delivered,
@@ -55,7 +55,7 @@ pub fn classify(status: StatusCode) -> Verdict {
 /// The delay before the next attempt after `attempts` have failed, or None when the retry
 /// schedule is spent. `jitter` in [-1, 1] spreads the scheduled delay by up to ±20 %; an
 /// endpoint's own `Retry-After` is honoured as given (up to a day).
-pub fn next_delay(
+pub(crate) fn next_delay(
     schedule: &[Duration],
     attempts: u32,
     retry_after: Option<Duration>,

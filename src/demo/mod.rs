@@ -133,7 +133,7 @@ pub struct PriceMove {
 }
 
 impl PriceMove {
-    pub fn new(old: Decimal, new: Decimal) -> Self {
+    pub(crate) fn new(old: Decimal, new: Decimal) -> Self {
         PriceMove {
             old,
             new,
@@ -177,22 +177,22 @@ fn amount(value: &Value) -> Option<Decimal> {
 /// One verified webhook, as the demo prints it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventLine {
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
     /// The event's `type`.
     pub kind: String,
     /// The page's title, else the watcher's name.
-    pub product: String,
+    pub(crate) product: String,
     /// Set when the price changed.
     pub price_move: Option<PriceMove>,
     pub price: Option<Decimal>,
     /// Set when the stock text changed.
-    pub stock_before: Option<String>,
+    pub(crate) stock_before: Option<String>,
     pub stock: Option<String>,
 }
 
 impl EventLine {
     /// Read a webhook body; `None` when it is not a pagehook event.
-    pub fn from_event(event: &Value, at: DateTime<Utc>) -> Option<EventLine> {
+    pub(crate) fn from_event(event: &Value, at: DateTime<Utc>) -> Option<EventLine> {
         let kind = event["type"].as_str()?.to_owned();
         let data = &event["data"];
         let watcher = data["watcher"].as_str()?;
@@ -221,7 +221,7 @@ impl fmt::Display for EventLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = self.at.format("%H:%M:%S");
         let product = &self.product;
-        if self.kind != crate::diff::WATCH_CHANGED {
+        if self.kind != crate::event::WATCH_CHANGED {
             return write!(f, "{at}  {product:<24}  {}", self.kind);
         }
         let price = match (&self.price_move, self.price) {
@@ -241,13 +241,13 @@ impl fmt::Display for EventLine {
 /// What the demo did, shown when it stops.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     pub verified: usize,
     pub rejected: usize,
     /// Pages the shop served: pagehook's checks.
     pub fetches: u64,
-    pub biggest_drop: Option<(String, PriceMove)>,
-    pub biggest_rise: Option<(String, PriceMove)>,
+    pub(crate) biggest_drop: Option<(String, PriceMove)>,
+    pub(crate) biggest_rise: Option<(String, PriceMove)>,
 }
 
 impl fmt::Display for Summary {

@@ -27,7 +27,7 @@ pub(super) const MAX_CHALLENGE_PAGE: usize = 512 * 1024;
 pub struct Wall {
     pub vendor: &'static str,
     /// What gave it away, for the user.
-    pub marker: &'static str,
+    pub(crate) marker: &'static str,
 }
 
 impl std::fmt::Display for Wall {
@@ -232,7 +232,7 @@ const MARKERS: &[Marker] = &[
 ];
 
 /// The bot wall this response is, if any.
-pub fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Option<Wall> {
+pub(crate) fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Option<Wall> {
     let refused = matches!(status.as_u16(), 403 | 429 | 503);
     let small = body.len() <= MAX_CHALLENGE_PAGE;
     let title = small.then(|| title(body)).flatten();
@@ -260,7 +260,11 @@ pub fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Option<Wal
 
 /// Fail a response as the fetchers do: a bot wall as `Blocked`, then any other non-2xx status
 /// as `Status`.
-pub fn screen(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<(), FetchError> {
+pub(crate) fn screen(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> Result<(), FetchError> {
     if let Some(wall) = detect(status, headers, body) {
         return Err(FetchError::Blocked(wall));
     }

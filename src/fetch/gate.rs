@@ -17,11 +17,11 @@ use tokio::time::Instant;
 
 /// How gently one host is treated. The config gives every watcher of a host the same policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HostPolicy {
+pub(crate) struct HostPolicy {
     /// Requests in flight to the host at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// The least time between the starts of two requests to the host.
-    pub delay: Duration,
+    pub(crate) delay: Duration,
 }
 
 impl Default for HostPolicy {
@@ -36,13 +36,13 @@ impl Default for HostPolicy {
 /// Why a request got no slot before its deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Busy {
-    pub host: String,
-    pub limit: Limit,
+    pub(crate) host: String,
+    pub(crate) limit: Limit,
 }
 
 /// The limit that was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
+pub(crate) enum Limit {
     /// All of the host's slots were taken; `ahead` requests were due before this one.
     Host { slots: usize, ahead: usize },
     /// The host's `per_host_delay` put the next start past the deadline.
@@ -55,7 +55,7 @@ pub enum Limit {
 
 impl Busy {
     /// What a user reads: which limit left no room within the check's `timeout`.
-    pub fn explain(&self, timeout: Duration) -> String {
+    pub(crate) fn explain(&self, timeout: Duration) -> String {
         let (host, timeout) = (&self.host, humantime::format_duration(timeout));
         let plural = |n: usize, one: &str, many: &str| match n {
             1 => format!("1 {one}"),

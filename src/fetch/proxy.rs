@@ -13,10 +13,10 @@ use crate::redact::SensitiveUrl;
 /// A proxy URL (`http`, `https`, `socks5`, `socks5h`). Its user name and password are secrets:
 /// `Debug` and `Display` show `***` in their place.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProxyUrl(SensitiveUrl);
+pub(crate) struct ProxyUrl(SensitiveUrl);
 
 impl ProxyUrl {
-    pub fn parse(text: &str) -> Result<ProxyUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<ProxyUrl, String> {
         // Never echo the input: it may hold a password.
         let url = Url::parse(text).map_err(|err| format!("invalid proxy URL: {err}"))?;
         if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") {
@@ -62,13 +62,13 @@ impl fmt::Debug for ProxyUrl {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rotation {
+pub(crate) enum Rotation {
     RoundRobin,
     Random,
 }
 
 /// Several proxies used in turn. Pool state lives in memory: a restart forgets who was resting.
-pub struct ProxyPool {
+pub(crate) struct ProxyPool {
     urls: Vec<ProxyUrl>,
     rotation: Rotation,
     failures_before_rest: u32,
@@ -106,7 +106,7 @@ impl PartialEq for ProxyPool {
 
 impl ProxyPool {
     /// `urls` must not be empty (the config checks).
-    pub fn new(
+    pub(crate) fn new(
         urls: Vec<ProxyUrl>,
         rotation: Rotation,
         failures_before_rest: u32,
@@ -130,17 +130,14 @@ impl ProxyPool {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.urls.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
     }
 
     /// The proxy for the next request: the next (or a random) one that is not resting; when all
     /// are resting, the one whose rest ends first, since sending nothing helps nobody.
-    pub fn pick(&self) -> (usize, ProxyUrl) {
+    pub(crate) fn pick(&self) -> (usize, ProxyUrl) {
         let now = Instant::now();
         let mut state = self.state.lock().expect("not poisoned");
         let n = self.urls.len();
@@ -167,7 +164,7 @@ impl ProxyPool {
     }
 
     /// Record how a request through proxy `index` went.
-    pub fn report(&self, index: usize, ok: bool) {
+    pub(crate) fn report(&self, index: usize, ok: bool) {
         let mut state = self.state.lock().expect("not poisoned");
         if ok {
             state.failures[index] = 0;

@@ -21,10 +21,10 @@ const CROSS_ORIGIN: [header::HeaderName; 4] = [
 /// One request of a fetch: the first, or one a redirect asked for.
 #[derive(Debug, Clone)]
 pub(super) struct Hop {
-    pub url: Url,
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub body: Option<String>,
+    pub(crate) url: Url,
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<String>,
 }
 
 /// A redirect to a Location that is not an http:// or https:// URL.

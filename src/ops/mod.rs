@@ -17,16 +17,15 @@ use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
 use crate::store::{Store, StoreError};
 
-pub use render::{DeliveriesView, Show, render_deliveries, render_history, render_once};
-pub use render::{render_replayed, render_status};
-pub use report::{
-    Deliveries, HistoryReport, Replayed, StatusReport, WatcherStatus, history, status,
-};
+pub use render::{DeliveriesView, Show};
+pub(crate) use render::{render_deliveries, render_history, render_once};
+pub(crate) use render::{render_replayed, render_status};
+pub(crate) use report::{Deliveries, HistoryReport, Replayed, StatusReport, history, status};
 
 /// What a command asks of the daemon (or, with none running, of the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     Deliveries,
     Replay { event_ids: Vec<String>, dead: bool },
     Once { watchers: Vec<String> },
@@ -37,7 +36,7 @@ pub enum Request {
 /// The answer to each [`Request`], one variant per request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", content = "report", rename_all = "snake_case")]
-pub enum Reply {
+pub(crate) enum Reply {
     Deliveries(Deliveries),
     Replay(Replayed),
     Once(OnceReport),
@@ -48,15 +47,15 @@ pub enum Reply {
 
 /// What `once` did, whether it ran here or in the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OnceReport {
-    pub checks: Checks,
+pub(crate) struct OnceReport {
+    pub(crate) checks: Checks,
     /// None when a running daemon took the deliveries over.
-    pub deliveries: Option<Tally>,
-    pub queued: usize,
+    pub(crate) deliveries: Option<Tally>,
+    pub(crate) queued: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OpsError {
+pub(crate) enum OpsError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the running daemon has no watcher `{0}`")]
@@ -67,7 +66,7 @@ pub enum OpsError {
 
 /// Who answers: the daemon, whose workers deliver, or a command alone with the store.
 #[derive(Clone)]
-pub enum Answerer {
+pub(crate) enum Answerer {
     Daemon {
         fetcher: Fetcher,
         deliverer: Deliverer,
@@ -85,14 +84,18 @@ pub enum Answerer {
 
 /// Answers requests over one store and the watchers configured at the time.
 #[derive(Clone)]
-pub struct Ops {
-    pub store: Store,
-    pub watchers: Vec<Arc<Watcher>>,
-    pub answerer: Answerer,
+pub(crate) struct Ops {
+    pub(crate) store: Store,
+    pub(crate) watchers: Vec<Arc<Watcher>>,
+    pub(crate) answerer: Answerer,
 }
 
 impl Ops {
-    pub async fn answer(&self, request: Request, now: DateTime<Utc>) -> Result<Reply, OpsError> {
+    pub(crate) async fn answer(
+        &self,
+        request: Request,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, OpsError> {
         let store = &self.store;
         Ok(match request {
             Request::Deliveries => Reply::Deliveries(Deliveries::read(store)?),

@@ -67,7 +67,7 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// The human-readable `status` table, with each failing watcher's error beneath it.
-pub fn render_status(report: &StatusReport) -> String {
+pub(crate) fn render_status(report: &StatusReport) -> String {
     let mut rows = vec![
         [
             "WATCHER",
@@ -117,7 +117,7 @@ pub fn render_status(report: &StatusReport) -> String {
 }
 
 /// The human-readable `history` listing, newest first.
-pub fn render_history(report: &HistoryReport) -> String {
+pub(crate) fn render_history(report: &HistoryReport) -> String {
     if report.entries.is_empty() {
         return format!("{}: no history recorded yet\n", report.watcher);
     }
@@ -159,7 +159,7 @@ pub struct DeliveriesView {
 
 /// `pagehook deliveries`: one line per delivery (a JSON object each under `--json`), then the
 /// failing endpoints and the quarantine, as text.
-pub fn render_deliveries(report: &Deliveries, view: DeliveriesView) -> String {
+pub(crate) fn render_deliveries(report: &Deliveries, view: DeliveriesView) -> String {
     let show = view.show;
     let pending = if show == Show::Dead {
         &[][..]
@@ -244,7 +244,7 @@ fn with_state(item: &impl Serialize, state: &str) -> serde_json::Value {
 }
 
 /// `pagehook replay`: what was queued again.
-pub fn render_replayed(replayed: &Replayed) -> String {
+pub(crate) fn render_replayed(replayed: &Replayed) -> String {
     let mut out = String::new();
     for (event_id, webhook) in &replayed.queued {
         let _ = writeln!(out, "queued {event_id} for webhook `{webhook}`");
@@ -258,7 +258,7 @@ pub fn render_replayed(replayed: &Replayed) -> String {
 }
 
 /// `pagehook once`: one summary line.
-pub fn render_once(report: &OnceReport) -> String {
+pub(crate) fn render_once(report: &OnceReport) -> String {
     let Checks {
         checked,
         changed,

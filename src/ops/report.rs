@@ -14,40 +14,40 @@ use crate::store::{DeadLetter, Delivery, EndpointFailure, HistoryEntry, Store, S
 
 /// Every configured watcher, in config order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub watchers: Vec<WatcherStatus>,
+pub(crate) struct StatusReport {
+    pub(crate) watchers: Vec<WatcherStatus>,
     /// Deliveries in the outbox, for all watchers (including ones no longer configured).
-    pub pending_deliveries: usize,
+    pub(crate) pending_deliveries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WatcherStatus {
-    pub name: String,
-    pub url: String,
+pub(crate) struct WatcherStatus {
+    pub(crate) name: String,
+    pub(crate) url: String,
     /// The values of the last successful check; null before the first.
-    pub values: Option<Values>,
-    pub last_check: Option<DateTime<Utc>>,
+    pub(crate) values: Option<Values>,
+    pub(crate) last_check: Option<DateTime<Utc>>,
     /// "ok" or "failed"; null when never checked.
-    pub last_outcome: Option<String>,
+    pub(crate) last_outcome: Option<String>,
     /// Why the last check failed, when it did.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// The same, as one word of `reason::Reason` (`blocked`, `timeout`, ...).
     #[serde(default)]
-    pub last_reason: Option<crate::reason::Reason>,
-    pub last_success: Option<DateTime<Utc>>,
+    pub(crate) last_reason: Option<crate::reason::Reason>,
+    pub(crate) last_success: Option<DateTime<Utc>>,
     /// When the scheduler runs it next: now, if it is overdue.
-    pub next_run: DateTime<Utc>,
+    pub(crate) next_run: DateTime<Utc>,
     /// Set when the watcher is late: the slot it has been due at since, with that slot and its
     /// `timeout` passed and no check finished.
-    pub overdue_since: Option<DateTime<Utc>>,
-    pub consecutive_failures: u32,
+    pub(crate) overdue_since: Option<DateTime<Utc>>,
+    pub(crate) consecutive_failures: u32,
     /// This watcher's deliveries still in the outbox.
-    pub pending_deliveries: usize,
+    pub(crate) pending_deliveries: usize,
 }
 
 impl StatusReport {
     /// One line for systemd's STATUS=: what `systemctl status` shows under the unit.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let failing = self
             .watchers
             .iter()
@@ -73,7 +73,7 @@ impl StatusReport {
 
 /// The state of each configured watcher as of `now`; `running_since` is when the daemon
 /// started, if one runs.
-pub fn status(
+pub(crate) fn status(
     store: &Store,
     watchers: &[std::sync::Arc<Watcher>],
     now: DateTime<Utc>,
@@ -127,15 +127,15 @@ pub fn status(
 
 /// A watcher's recorded values, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryReport {
-    pub watcher: String,
-    pub entries: Vec<HistoryEntry>,
+pub(crate) struct HistoryReport {
+    pub(crate) watcher: String,
+    pub(crate) entries: Vec<HistoryEntry>,
 }
 
 /// Up to `limit` entries of `watcher`'s history, or None for a watcher neither the config nor
 /// the store knows. A watcher removed from the config keeps its history, so it is found by the
 /// store as well as by the config.
-pub fn history(
+pub(crate) fn history(
     store: &Store,
     watchers: &[std::sync::Arc<Watcher>],
     watcher: &str,
@@ -154,17 +154,17 @@ pub fn history(
 
 /// The outbox and the dead letters: `pagehook deliveries`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Deliveries {
-    pub pending: Vec<Delivery>,
-    pub dead: Vec<DeadLetter>,
+pub(crate) struct Deliveries {
+    pub(crate) pending: Vec<Delivery>,
+    pub(crate) dead: Vec<DeadLetter>,
     /// Endpoints that answered 410 Gone, by webhook name.
-    pub failing: Vec<(String, EndpointFailure)>,
+    pub(crate) failing: Vec<(String, EndpointFailure)>,
     /// Outbox entries that could not be decoded and were set aside.
-    pub quarantined: usize,
+    pub(crate) quarantined: usize,
 }
 
 impl Deliveries {
-    pub fn read(store: &Store) -> Result<Self, StoreError> {
+    pub(crate) fn read(store: &Store) -> Result<Self, StoreError> {
         Ok(Deliveries {
             pending: store.pending()?,
             dead: store.dead()?,
@@ -176,14 +176,14 @@ impl Deliveries {
 
 /// What `pagehook replay` queued again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Replayed {
+pub(crate) struct Replayed {
     /// (event id, webhook) pairs, each due now.
-    pub queued: Vec<(String, String)>,
+    pub(crate) queued: Vec<(String, String)>,
 }
 
 impl Replayed {
     /// Queue `event_ids` again, or every dead letter when `dead` is set.
-    pub fn run(
+    pub(crate) fn run(
         store: &Store,
         event_ids: &[String],
         dead: bool,

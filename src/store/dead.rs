@@ -9,18 +9,18 @@ use sled::transaction::ConflictableTransactionError;
 
 /// An event that will not be attempted again until someone replays it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     #[serde(flatten)]
-    pub delivery: Delivery,
-    pub died_at: DateTime<Utc>,
-    pub reason: String,
+    pub(crate) delivery: Delivery,
+    pub(crate) died_at: DateTime<Utc>,
+    pub(crate) reason: String,
 }
 
 /// An endpoint that answered 410 Gone: it asked not to be sent this event again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EndpointFailure {
-    pub since: DateTime<Utc>,
-    pub reason: String,
+pub(crate) struct EndpointFailure {
+    pub(crate) since: DateTime<Utc>,
+    pub(crate) reason: String,
 }
 
 /// Dead letters are keyed by event, then webhook, so replay by event id is a prefix scan.
@@ -37,23 +37,23 @@ pub(super) enum Found {
 }
 
 impl Store {
-    pub fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.with(Database::dead)
     }
 
-    pub fn dead_count(&self) -> usize {
+    pub(crate) fn dead_count(&self) -> usize {
         self.database().map_or(0, |d| d.dead.len())
     }
 
     /// Move an entry from the outbox to the dead letters in one step.
-    pub fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
+    pub(crate) fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
         self.with(|d| d.bury(key, letter))
     }
 
     /// Queue events again, due now, with their ids unchanged so receivers can deduplicate:
     /// dead letters go back to the outbox and queued entries are moved to the front. Returns
     /// the deliveries requeued; an id found nowhere is an error naming it.
-    pub fn replay(
+    pub(crate) fn replay(
         &self,
         event_ids: &[String],
         now: DateTime<Utc>,
@@ -62,19 +62,22 @@ impl Store {
     }
 
     /// Queue every dead letter again.
-    pub fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
+    pub(crate) fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
         self.with(|d| d.replay_dead(now))
     }
 
-    pub fn endpoint_failure(&self, webhook: &str) -> Result<Option<EndpointFailure>, StoreError> {
+    pub(crate) fn endpoint_failure(
+        &self,
+        webhook: &str,
+    ) -> Result<Option<EndpointFailure>, StoreError> {
         self.with(|d| d.endpoint_failure(webhook))
     }
 
-    pub fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
+    pub(crate) fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
         self.with(Database::endpoint_failures)
     }
 
-    pub fn set_endpoint_failure(
+    pub(crate) fn set_endpoint_failure(
         &self,
         webhook: &str,
         failure: Option<&EndpointFailure>,
@@ -84,7 +87,7 @@ impl Store {
 }
 
 impl Database {
-    pub fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    pub(crate) fn dead(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.dead
             .iter()
             .values()
@@ -93,7 +96,7 @@ impl Database {
     }
 
     /// Move an entry from the outbox to the dead letters in one step.
-    pub fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
+    pub(crate) fn bury(&self, key: &OutboxKey, letter: &DeadLetter) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(letter)?;
         let dead_key = dead_key(&letter.delivery);
         (&self.outbox, &self.dead)
@@ -109,7 +112,7 @@ impl Database {
     /// Queue events again, due now, with their ids unchanged so receivers can deduplicate:
     /// dead letters go back to the outbox and queued entries are moved to the front. Returns
     /// the deliveries requeued; an id found nowhere is an error naming it.
-    pub fn replay(
+    pub(crate) fn replay(
         &self,
         event_ids: &[String],
         now: DateTime<Utc>,
@@ -145,7 +148,7 @@ impl Database {
     }
 
     /// Queue every dead letter again.
-    pub fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
+    pub(crate) fn replay_dead(&self, now: DateTime<Utc>) -> Result<Vec<Delivery>, StoreError> {
         self.dead()?
             .into_iter()
             .map(|letter| self.requeue(Found::Dead(letter.delivery), now))
@@ -177,14 +180,17 @@ impl Database {
         Ok(delivery)
     }
 
-    pub fn endpoint_failure(&self, webhook: &str) -> Result<Option<EndpointFailure>, StoreError> {
+    pub(crate) fn endpoint_failure(
+        &self,
+        webhook: &str,
+    ) -> Result<Option<EndpointFailure>, StoreError> {
         match self.endpoints.get(webhook)? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    pub fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
+    pub(crate) fn endpoint_failures(&self) -> Result<Vec<(String, EndpointFailure)>, StoreError> {
         self.endpoints
             .iter()
             .map(|entry| {
@@ -197,7 +203,7 @@ impl Database {
             .collect()
     }
 
-    pub fn set_endpoint_failure(
+    pub(crate) fn set_endpoint_failure(
         &self,
         webhook: &str,
         failure: Option<&EndpointFailure>,

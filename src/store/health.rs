@@ -22,7 +22,7 @@ const STABLE: Duration = Duration::from_secs(60);
 
 /// What the store can do right now, for /healthz, the lanes and the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
+pub(crate) enum Health {
     Writable,
     /// The database failed and is closed; nothing is recorded or delivered until it reopens.
     Failing {
@@ -35,7 +35,7 @@ pub enum Health {
 }
 
 impl Health {
-    pub fn is_writable(&self) -> bool {
+    pub(crate) fn is_writable(&self) -> bool {
         *self == Health::Writable
     }
 }
@@ -71,7 +71,7 @@ pub(super) struct Backoff {
 
 impl Backoff {
     /// How long to wait before the next attempt, made at `now`.
-    pub fn next(&mut self, now: Instant) -> Duration {
+    pub(crate) fn next(&mut self, now: Instant) -> Duration {
         if let Some(at) = self.reopened.take() {
             if now.saturating_duration_since(at) >= STABLE {
                 self.attempts = 0;
@@ -84,7 +84,7 @@ impl Backoff {
         delay
     }
 
-    pub fn reopened(&mut self, now: Instant) {
+    pub(crate) fn reopened(&mut self, now: Instant) {
         self.reopened = Some(now);
     }
 }
@@ -92,7 +92,7 @@ impl Backoff {
 impl Store {
     /// Reopen the database whenever it fails, until `shutdown`. The daemon runs this; a
     /// command that meets a failed store just reports it.
-    pub async fn keep_open(&self, shutdown: CancellationToken) {
+    pub(crate) async fn keep_open(&self, shutdown: CancellationToken) {
         let mut health = self.shared.health.subscribe();
         let mut backoff = Backoff::default();
         loop {

@@ -22,9 +22,10 @@ use sled::transaction::TransactionError;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-pub use dead::{DeadLetter, EndpointFailure};
-pub use health::Health;
-pub use outbox::{AttemptRecord, Delivery, OutboxKey};
+pub(crate) use dead::{DeadLetter, EndpointFailure};
+pub(crate) use health::Health;
+pub(crate) use outbox::OutboxKey;
+pub use outbox::{AttemptRecord, Delivery};
 use outbox::{due_bytes, name_prefix, outbox_event_id};
 pub use state::{HistoryEntry, WatcherState};
 use watermark::Watermark;
@@ -138,16 +139,16 @@ impl Store {
         })
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.shared.health.borrow().clone()
     }
 
-    pub fn is_writable(&self) -> bool {
+    pub(crate) fn is_writable(&self) -> bool {
         self.shared.health.borrow().is_writable()
     }
 
     /// Wait until the store takes writes (at once if it does).
-    pub async fn writable(&self) {
+    pub(crate) async fn writable(&self) {
         let mut health = self.shared.health.subscribe();
         // The sender lives as long as `self`, so this only returns once writable.
         let _ = health.wait_for(Health::is_writable).await;
@@ -214,7 +215,7 @@ impl Store {
 
     /// Open a failed store again; Ok if it is open. The reopened database holds exactly what
     /// reached the disk, and it must take a write and a flush before anything uses it.
-    pub async fn reopen(&self) -> Result<(), StoreError> {
+    pub(crate) async fn reopen(&self) -> Result<(), StoreError> {
         if self.shared.open.read().expect("store lock").is_some() {
             return Ok(());
         }
@@ -246,7 +247,7 @@ impl Store {
     }
 
     /// Prove the store still takes writes, down to the disk: what /healthz reports.
-    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+    pub(crate) async fn probe_writable(&self) -> Result<(), StoreError> {
         let database = self.database()?;
         let result = database.probe_writable().await;
         self.checked(&database, result)
@@ -296,14 +297,14 @@ impl Database {
         self.unflushed.lock().expect("unflushed keys")
     }
 
-    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+    pub(crate) async fn probe_writable(&self) -> Result<(), StoreError> {
         self.db
             .insert("healthz", Utc::now().to_rfc3339().as_bytes())?;
         self.flush().await
     }
 
     /// Flush, then show the lanes the entries it put on disk.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let covered = self.unflushed().flush_starts();
         // Not `flush_async`: several of those in flight at once can wait forever
         // (spacejam/sled#1241), which a `once` over many changed pages hit.

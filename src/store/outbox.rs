@@ -25,7 +25,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn last_error(&self) -> Option<&str> {
+    pub(crate) fn last_error(&self) -> Option<&str> {
         self.history.last().and_then(|a| a.error.as_deref())
     }
 }
@@ -33,20 +33,20 @@ impl Delivery {
 /// What one attempt got back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
-    pub at: DateTime<Utc>,
-    pub duration_ms: u64,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) duration_ms: u64,
     /// The HTTP status, when the endpoint answered at all.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Why the attempt did not count as delivered; None when it did.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The start of the response body, for a human reading the dead letter.
-    pub response: Option<String>,
+    pub(crate) response: Option<String>,
 }
 
 /// Where an outbox entry sits: grouped by webhook, then ordered by due time, so "what is due
 /// for this endpoint" is one short range scan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OutboxKey(pub(super) Vec<u8>);
+pub(crate) struct OutboxKey(pub(super) Vec<u8>);
 
 impl OutboxKey {
     pub(super) fn new(d: &Delivery) -> Self {
@@ -99,7 +99,7 @@ impl Store {
     /// The first entry for `webhook` due at `now` that `skip` does not name and that is on
     /// disk (skipped keys are not decoded). An entry that cannot be decoded is quarantined and
     /// reported, so one bad record never stops the queue behind it.
-    pub fn first_due(
+    pub(crate) fn first_due(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -109,7 +109,7 @@ impl Store {
     }
 
     /// Every entry for `webhook` due at `now` and on disk, oldest first.
-    pub fn due(
+    pub(crate) fn due(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// When the first entry for `webhook` not yet due at `now` falls due.
-    pub fn next_due_after(
+    pub(crate) fn next_due_after(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -137,27 +137,31 @@ impl Store {
     }
 
     /// The names of webhooks that have queued deliveries.
-    pub fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
         self.with(Database::pending_webhooks)
     }
 
-    pub fn quarantined(&self) -> usize {
+    pub(crate) fn quarantined(&self) -> usize {
         self.database().map_or(0, |d| d.quarantine.len())
     }
 
     /// A 2xx came back: the entry's job is done.
-    pub fn delivered(&self, key: &OutboxKey) -> Result<(), StoreError> {
+    pub(crate) fn delivered(&self, key: &OutboxKey) -> Result<(), StoreError> {
         self.with(|d| d.delivered(key))
     }
 
     /// Move an entry to its new due time in one step, so it is never in two places or none.
-    pub fn reschedule(&self, key: &OutboxKey, delivery: &Delivery) -> Result<(), StoreError> {
+    pub(crate) fn reschedule(
+        &self,
+        key: &OutboxKey,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
         self.with(|d| d.reschedule(key, delivery))
     }
 }
 
 impl Database {
-    pub fn first_due(
+    pub(crate) fn first_due(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -177,7 +181,7 @@ impl Database {
         Ok(None)
     }
 
-    pub fn due(
+    pub(crate) fn due(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -219,7 +223,7 @@ impl Database {
     }
 
     /// When the first entry for `webhook` not yet due at `now` falls due.
-    pub fn next_due_after(
+    pub(crate) fn next_due_after(
         &self,
         webhook: &str,
         now: DateTime<Utc>,
@@ -237,7 +241,7 @@ impl Database {
     }
 
     /// Every queued delivery, grouped by webhook and oldest first within each.
-    pub fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+    pub(crate) fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
         self.outbox
             .iter()
             .values()
@@ -246,7 +250,7 @@ impl Database {
     }
 
     /// The names of webhooks that have queued deliveries.
-    pub fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn pending_webhooks(&self) -> Result<Vec<String>, StoreError> {
         let mut names: Vec<String> = Vec::new();
         for key in self.outbox.iter().keys() {
             let key = key?;
@@ -259,13 +263,17 @@ impl Database {
     }
 
     /// A 2xx came back: the entry's job is done.
-    pub fn delivered(&self, key: &OutboxKey) -> Result<(), StoreError> {
+    pub(crate) fn delivered(&self, key: &OutboxKey) -> Result<(), StoreError> {
         self.outbox.remove(key.0.as_slice())?;
         Ok(())
     }
 
     /// Move an entry to its new due time in one step, so it is never in two places or none.
-    pub fn reschedule(&self, key: &OutboxKey, delivery: &Delivery) -> Result<(), StoreError> {
+    pub(crate) fn reschedule(
+        &self,
+        key: &OutboxKey,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
         let new_key = OutboxKey::new(delivery);
         let bytes = serde_json::to_vec(delivery)?;
         self.outbox

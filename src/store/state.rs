@@ -49,14 +49,14 @@ pub struct WatcherState {
 /// history reads as the values' own timeline rather than a log of every fetch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    pub checked_at: DateTime<Utc>,
+    pub(crate) checked_at: DateTime<Utc>,
     /// "baseline", "changed" (an event was sent) or "quiet" (below the notify rules).
-    pub kind: String,
+    pub(crate) kind: String,
     /// The fields that changed (empty for a baseline).
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
     /// The event this change produced, if any.
-    pub event_id: Option<String>,
-    pub values: Values,
+    pub(crate) event_id: Option<String>,
+    pub(crate) values: Values,
 }
 
 impl Store {
@@ -78,7 +78,7 @@ impl Store {
 
     /// `commit`, also recording `entry` in the watcher's history in the same transaction, then
     /// dropping its oldest entries beyond `limit`.
-    pub async fn commit_recorded(
+    pub(crate) async fn commit_recorded(
         &self,
         watcher: &str,
         state: &WatcherState,
@@ -100,13 +100,13 @@ impl Store {
 
     /// Names of every watcher the store has state for, including ones since removed from the
     /// config (their state is kept in case they come back).
-    pub fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
         self.with(Database::known_watchers)
     }
 }
 
 impl Database {
-    pub fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
+    pub(crate) fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
         match self.state.get(watcher)? {
             Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
             None => Ok(WatcherState::default()),
@@ -116,7 +116,7 @@ impl Database {
     /// The state, its deliveries and `entry` in one transaction; the deliveries stay hidden
     /// from the lanes until the flush after it succeeds. Trimming the history happens after
     /// the commit: it only bounds the history's size, so a crash between the two costs nothing.
-    pub async fn commit_recorded(
+    pub(crate) async fn commit_recorded(
         &self,
         watcher: &str,
         state: &WatcherState,
@@ -182,7 +182,11 @@ impl Database {
     }
 
     /// A watcher's recorded values, newest first, at most `limit` of them.
-    pub fn history(&self, watcher: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub(crate) fn history(
+        &self,
+        watcher: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         self.history
             .scan_prefix(name_prefix(watcher))
             .values()
@@ -194,7 +198,7 @@ impl Database {
 
     /// Names of every watcher the store has state for, including ones since removed from the
     /// config (their state is kept in case they come back).
-    pub fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
         self.state
             .iter()
             .keys()

@@ -23,14 +23,14 @@ pub(super) struct Watermark {
 
 impl Watermark {
     /// A transaction is about to write `keys`: hide them before any reader can see them.
-    pub fn writing(&mut self, keys: &[OutboxKey]) {
+    pub(crate) fn writing(&mut self, keys: &[OutboxKey]) {
         for key in keys {
             self.hidden.insert(key.clone(), None);
         }
     }
 
     /// The transaction writing `keys` committed: the next flush to start covers them.
-    pub fn wrote(&mut self, keys: &[OutboxKey]) {
+    pub(crate) fn wrote(&mut self, keys: &[OutboxKey]) {
         self.written += 1;
         for key in keys {
             self.hidden.insert(key.clone(), Some(self.written));
@@ -38,25 +38,25 @@ impl Watermark {
     }
 
     /// The transaction writing `keys` failed, so they were never written.
-    pub fn abandoned(&mut self, keys: &[OutboxKey]) {
+    pub(crate) fn abandoned(&mut self, keys: &[OutboxKey]) {
         for key in keys {
             self.hidden.remove(key);
         }
     }
 
     /// Call as a flush starts; hand the answer to `flushed` when it succeeds.
-    pub fn flush_starts(&self) -> u64 {
+    pub(crate) fn flush_starts(&self) -> u64 {
         self.written
     }
 
     /// A flush that started at `covered` succeeded: everything written before it is on disk.
     /// A flush that failed reports nothing, and what it should have covered stays hidden.
-    pub fn flushed(&mut self, covered: u64) {
+    pub(crate) fn flushed(&mut self, covered: u64) {
         self.hidden
             .retain(|_, write| write.is_none_or(|write| write > covered));
     }
 
-    pub fn hides(&self, key: &OutboxKey) -> bool {
+    pub(crate) fn hides(&self, key: &OutboxKey) -> bool {
         self.hidden.contains_key(key)
     }
 }

@@ -32,8 +32,8 @@ pub(super) enum CdpError {
 /// An event: its method (`Page.lifecycleEvent`) and parameters.
 #[derive(Debug)]
 pub(super) struct Event {
-    pub method: String,
-    pub params: Value,
+    pub(crate) method: String,
+    pub(crate) params: Value,
 }
 
 type Reply = oneshot::Sender<Result<Value, String>>;

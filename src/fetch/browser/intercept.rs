@@ -81,14 +81,14 @@ pub(super) fn request_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderVal
 /// Answers the page's events while the render goes on: paused requests, dialogs, proxy logins,
 /// and the progress of loading.
 pub(super) struct Handler {
-    pub connection: Connection,
-    pub session: String,
-    pub main_frame: String,
-    pub origin: url::Origin,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub load_media: bool,
-    pub proxy_credentials: Option<(String, String)>,
-    pub progress: watch::Sender<Progress>,
+    pub(crate) connection: Connection,
+    pub(crate) session: String,
+    pub(crate) main_frame: String,
+    pub(crate) origin: url::Origin,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) load_media: bool,
+    pub(crate) proxy_credentials: Option<(String, String)>,
+    pub(crate) progress: watch::Sender<Progress>,
 }
 
 impl Handler {

@@ -34,10 +34,11 @@ use super::{Busy, FetchError, HttpOptions, Limit, Page, Validators, blocked};
 use cdp::Connection;
 use process::Process;
 
-pub use process::{EXECUTABLES, discover};
+pub(crate) use process::EXECUTABLES;
+pub use process::discover;
 
 /// Pages rendered at once (`[browser] max_tabs`).
-pub const DEFAULT_MAX_TABS: usize = 2;
+pub(crate) const DEFAULT_MAX_TABS: usize = 2;
 /// How long a browser that pagehook started gets to close by itself before it is killed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -75,7 +76,7 @@ impl Default for BrowserConfig {
 impl BrowserConfig {
     /// Why no browser can be had, when that can be told without starting one: a browser at an
     /// endpoint is only known when asked.
-    pub fn unavailable(&self) -> Option<String> {
+    pub(crate) fn unavailable(&self) -> Option<String> {
         match &self.source {
             Source::Discover if discover().is_none() => Some(format!(
                 "no browser found: install one of {} on PATH, or set [browser] executable or endpoint",
@@ -92,9 +93,9 @@ impl BrowserConfig {
 
 /// A watcher's `browser = true`, with what it adds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BrowserPage {
+pub(crate) struct BrowserPage {
     /// `wait_for`: a CSS selector (validated at load) the rendered page must match.
-    pub wait_for: Option<String>,
+    pub(crate) wait_for: Option<String>,
 }
 
 /// What one render needs to know.
@@ -123,8 +124,8 @@ pub struct Rendered {
     /// Where the page ended up, after redirects, script redirects included.
     pub url: Url,
     /// The status and headers of the main document's last response.
-    pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
     pub html: String,
 }
 
@@ -197,7 +198,7 @@ impl Browser {
     }
 
     /// The `load_media` of the `[browser]` table.
-    pub fn loads_media(&self) -> bool {
+    pub(crate) fn loads_media(&self) -> bool {
         self.shared.config.load_media
     }
 

@@ -22,7 +22,7 @@ use tokio::process::{Child, Command};
 use super::cdp::Connection;
 
 /// The executables looked for on `PATH`, in order.
-pub const EXECUTABLES: [&str; 4] = [
+pub(crate) const EXECUTABLES: [&str; 4] = [
     "chromium-headless-shell",
     "chromium",
     "chromium-browser",

@@ -31,16 +31,16 @@ const QUIET: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Default)]
 pub(super) struct Progress {
     /// The loader of the main frame's current document.
-    pub loader: Option<String>,
-    pub loaded: bool,
+    pub(crate) loader: Option<String>,
+    pub(crate) loaded: bool,
     /// The page's requests under way, and when one last started or ended.
-    pub in_flight: HashSet<String>,
-    pub activity: Option<Instant>,
+    pub(crate) in_flight: HashSet<String>,
+    pub(crate) activity: Option<Instant>,
     /// The main frame was asked to go elsewhere (a script redirect) and has not yet.
-    pub navigating: bool,
-    pub crashed: bool,
+    pub(crate) navigating: bool,
+    pub(crate) crashed: bool,
     /// The main frame's last document response.
-    pub document: Option<(StatusCode, HeaderMap)>,
+    pub(crate) document: Option<(StatusCode, HeaderMap)>,
 }
 
 /// Where the page got to, for the message when its time runs out.
@@ -55,9 +55,9 @@ enum Stage {
 
 /// How a render failed, and whether the browser itself is to blame.
 pub(super) struct Failure {
-    pub error: FetchError,
+    pub(crate) error: FetchError,
     /// The browser stopped answering or went away: start a new one.
-    pub browser_broken: bool,
+    pub(crate) browser_broken: bool,
 }
 
 impl Failure {
