@@ -4,7 +4,8 @@
 //! before it took over 5 s, as the cost before the nesting cap grew with its square).
 //!
 //! `PAGEHOOK_BENCH_PAGES=N` extracts the product page exactly N times and nothing else, for
-//! counting instructions (`valgrind --tool=cachegrind`), which a busy machine does not skew.
+//! counting instructions (`valgrind --tool=cachegrind`), which a busy machine does not skew;
+//! with `PAGEHOOK_BENCH_BARE` set, the page without structured data, read off the visible page.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -49,7 +50,7 @@ fn cpu_seconds() -> f64 {
 
 /// The data file's texts, as shops print them.
 fn price_texts() -> Vec<String> {
-    include_str!("../src/extract/prices.tsv")
+    include_str!("../src/extract/price/prices.tsv")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| l.split('\t').next())
@@ -153,12 +154,22 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         let loaded = config::parse(CONFIG, Path::new("bench.toml"), &ProcessEnv).expect("valid");
-        let fields = &loaded.config.watchers[0].fields;
-        let page = product_page(150 * 1024);
-        for _ in 0..n {
-            black_box(extract(fields, black_box(&page)).expect("the bench page extracts"));
+        let mut fields = loaded.config.watchers[0].fields.clone();
+        let mut page = product_page(150 * 1024);
+        let bare = std::env::var_os("PAGEHOOK_BENCH_BARE").is_some();
+        if bare {
+            page = visible_only(&page);
+            fields.retain(|f| matches!(f.name.as_str(), "price" | "stock"));
         }
-        println!("product pages extracted: {n}");
+        for _ in 0..n {
+            black_box(extract(&fields, black_box(&page)).expect("the bench page extracts"));
+        }
+        let kind = if bare {
+            "without structured data"
+        } else {
+            "product"
+        };
+        println!("{kind} pages extracted: {n}");
         return;
     }
     let budget = Duration::from_secs(2);
