@@ -1,9 +1,15 @@
 //! pagehook: watch web pages and JSON APIs, send a signed webhook when a tracked value changes.
 //!
-//! The stages (`schedule`, `fetch`, `extract`, `notify`, `diff`, `sign`, and `reason`, the
-//! failure reasons their errors map onto) know nothing of each other's internals or of the
-//! daemon; `check` composes them; `daemon` and `commands` compose
-//! `check`, `deliver` and `store`.
+//! Three layers; a module imports only from its own layer or the ones below it.
+//! - **Stages**, which know nothing of the service: `config`, `schedule`, `fetch`, `extract`,
+//!   `notify` (the notify rules), `diff`, `sign`, `reason` (the failure reasons their errors
+//!   map onto), `clock`, `redact`, `logging`, `metrics`.
+//! - **The engine**, which composes them: `event` (what is sent), `step` (the pure state step:
+//!   baseline, change, failing, recovered, `seq`), `store`, `check` (read, fetch, extract,
+//!   step, one commit) and `deliver`.
+//! - **The faces**, which compose the engine: `daemon`, `control` and `ops` (the control
+//!   socket and its typed replies), `commands` (the CLI), `admin` (/healthz, /metrics), `demo`
+//!   and `receive`.
 
 pub mod admin;
 pub(crate) mod check;
