@@ -2,7 +2,9 @@
 //! button that is not a former, unit, monthly, instalment or shipping price, nor a related
 //! product's or the cart's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use ego_tree::NodeId;
 
 use scraper::{ElementRef, Html, Node};
 
@@ -111,6 +113,19 @@ struct Candidate<'a> {
     named_price: bool,
 }
 
+impl Candidate<'_> {
+    /// Lower is better: tree steps from an anchor, counted twice, less one for an element
+    /// named as a price.
+    fn score(&self) -> usize {
+        self.distance * 2 - usize::from(self.named_price).min(self.distance * 2)
+    }
+}
+
+/// The best score a candidate this far from an anchor can have.
+fn least_score(distance: usize) -> usize {
+    (distance * 2).saturating_sub(1)
+}
+
 /// The product's price on the visible page, or why there is none.
 pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Reason> {
     let anchors = Anchors::of(html);
@@ -119,6 +134,10 @@ pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Re
     }
     let mut candidates = Vec::new();
     let mut seen = HashSet::new();
+    // What each element's text reads as, so that the text nodes inside one element and the
+    // levels their lineages share are read once.
+    let mut read: HashMap<NodeId, Option<(String, Price)>> = HashMap::new();
+    let mut best: Option<usize> = None;
     for (count, node) in html.tree.root().descendants().enumerate() {
         if count > MAX_TEXTS {
             return Err("too large to read");
@@ -131,31 +150,50 @@ pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Re
         }
         // A price split over spans ("€ <b>24</b>,<sup>99</sup>") reads whole a level or two up.
         // Never as far up as a block that holds the title or the button.
-        let Some(element) = lineage(node, 3)
+        let found = lineage(node, 3)
             .take_while(|e| !anchors.holds(*e))
-            .find(|e| {
-                short_text(*e, MAX_LABEL)
-                    .is_some_and(|t| price::parse(&t, None).is_some_and(|p| p.currency.is_some()))
-            })
-        else {
+            .find_map(|e| {
+                let label = read.entry(e.id()).or_insert_with(|| {
+                    let text = short_text(e, MAX_LABEL)?;
+                    let price = price::parse(&text, None)?;
+                    price.currency.is_some().then_some((text, price))
+                });
+                label.clone().map(|label| (e, label))
+            });
+        let Some((element, (text, unhinted))) = found else {
             continue;
         };
         if !seen.insert(element.id()) {
             continue;
         }
-        if let Some(c) = judge(element, &anchors, hint) {
+        // A number that cannot score as well as the best candidate so far cannot be chosen nor
+        // make the choice ambiguous: it is not judged, which on a page of many related
+        // products is most of the work.
+        let Some(distance) = anchors.distance(*element) else {
+            continue;
+        };
+        if best.is_some_and(|best| least_score(distance) > best) {
+            continue;
+        }
+        if let Some(c) = judge(element, text, unhinted, distance, hint) {
+            best = Some(best.map_or(c.score(), |best| best.min(c.score())));
             candidates.push(c);
         }
     }
     choose(candidates)
 }
 
+/// `element` as a candidate, given its text and the price that text reads as without a hint.
 fn judge<'a>(
     element: ElementRef<'a>,
-    anchors: &Anchors<'a>,
+    text: String,
+    unhinted: Price,
+    distance: usize,
     hint: Option<&'static str>,
 ) -> Option<Candidate<'a>> {
-    let text = short_text(element, MAX_LABEL)?;
+    if distance > MAX_DISTANCE {
+        return None;
+    }
     let lower = text.to_lowercase();
     if NOT_THE_PRICE.iter().any(|w| lower.contains(w)) {
         return None;
@@ -163,27 +201,27 @@ fn judge<'a>(
     let near: Vec<String> = lineage(*element, 4).map(names).collect();
     let struck = lineage(*element, 4).any(|e| matches!(e.value().name(), "del" | "s" | "strike"));
     if struck
-        || near.iter().any(|n| {
-            OLD_NAMES.iter().any(|w| {
-                n.split(|c: char| !c.is_alphanumeric()).any(|t| t == *w)
-                    || n.contains(&format!("{w}-price"))
-                    || n.contains(&format!("{w}price"))
-            })
-        })
+        || near
+            .iter()
+            .any(|n| OLD_NAMES.iter().any(|w| names_old(n, w)))
     {
         return None;
     }
-    if lineage(*element, 12).any(|e| OTHER_NAMES.iter().any(|w| names(e).contains(w)))
-        || in_chrome(*element)
-    {
+    let other = |e: ElementRef<'_>| {
+        let n = names(e);
+        OTHER_NAMES.iter().any(|w| n.contains(w))
+    };
+    if lineage(*element, 12).any(other) || in_chrome(*element) {
         return None;
     }
-    let found = price::parse(&text, hint)?;
+    let found = match hint {
+        None => unhinted,
+        Some(_) => price::parse(&text, hint)?,
+    };
     if found.amount.is_zero() {
         return None;
     }
-    let distance = anchors.distance(*element)?;
-    (distance <= MAX_DISTANCE).then(|| Candidate {
+    Some(Candidate {
         element,
         text,
         price: found,
@@ -198,11 +236,21 @@ fn judge<'a>(
     })
 }
 
+/// Whether the names `n` mark a former price by the word `w`: as a whole name part (`old`,
+/// `price--old`) or glued to "price" (`was-price`, `oldprice`).
+fn names_old(n: &str, w: &str) -> bool {
+    n.split(|c: char| !c.is_alphanumeric()).any(|t| t == w)
+        || n.match_indices(w).any(|(at, _)| {
+            let after = &n[at + w.len()..];
+            after.starts_with("-price") || after.starts_with("price")
+        })
+}
+
 /// The nearest candidate, a price-named one first among equals; two different amounts
 /// equally near are a page too ambiguous to answer.
 fn choose(mut candidates: Vec<Candidate<'_>>) -> Result<Found<Price>, Reason> {
-    let score = |c: &Candidate<'_>| c.distance * 2 - usize::from(c.named_price).min(c.distance * 2);
-    candidates.sort_by_key(|c| score(c));
+    let score = Candidate::score;
+    candidates.sort_by_key(score);
     let Some(best) = candidates.first() else {
         return Err("without a price near the product's title or buy button");
     };
