@@ -1,6 +1,11 @@
 //! Stock status -> a schema.org ItemAvailability name, from structured data
 //! ("https://schema.org/InStock", "instock", "oos") or from the text a shop shows.
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use super::currency::Fnv;
+
 /// The names pagehook reports, as schema.org spells them.
 const NAMES: &[&str] = &[
     "InStock",
@@ -310,10 +315,35 @@ pub fn normalise(text: &str) -> Option<&'static str> {
     if only_n_left(&lower) {
         return Some("LimitedAvailability");
     }
+    if !may_hold_a_phrase(&lower) {
+        return None;
+    }
     PHRASES
         .iter()
         .find(|(phrase, _)| lower.contains(phrase))
         .map(|(_, name)| *name)
+}
+
+/// How many bytes of a phrase open it: every phrase has as many.
+const OPENING: usize = 6;
+
+/// The opening bytes of every phrase, as numbers.
+static OPENINGS: LazyLock<HashSet<u64, Fnv>> =
+    LazyLock::new(|| PHRASES.iter().map(|(p, _)| opening(p.as_bytes())).collect());
+
+fn opening(bytes: &[u8]) -> u64 {
+    let mut key = [0; 8];
+    key[..OPENING].copy_from_slice(&bytes[..OPENING]);
+    u64::from_le_bytes(key)
+}
+
+/// Whether any phrase could start somewhere in `lower`: most of a page's short texts hold
+/// none, and one look per position is far cheaper than a search for each phrase.
+fn may_hold_a_phrase(lower: &str) -> bool {
+    lower
+        .as_bytes()
+        .windows(OPENING)
+        .any(|w| OPENINGS.contains(&opening(w)))
 }
 
 /// "Only 3 left", "Nur noch 2 Stück": few enough that a shop warns about it.
@@ -399,6 +429,19 @@ mod tests {
     }
 
     /// A phrase listed after a shorter one it contains would never be read.
+    /// The quick look for a phrase's opening needs `OPENING` bytes of each.
+    #[test]
+    fn every_phrase_is_found_by_its_opening() {
+        for (phrase, _) in PHRASES {
+            assert!(phrase.len() >= OPENING, "{phrase}");
+            assert!(may_hold_a_phrase(&format!("x {phrase} y")), "{phrase}");
+        }
+        assert!(!may_hold_a_phrase(
+            "related item 12 with a long descriptive name"
+        ));
+        assert!(!may_hold_a_phrase("great value, works as described"));
+    }
+
     #[test]
     fn every_phrase_reads_as_its_own_status() {
         for (phrase, want) in PHRASES {

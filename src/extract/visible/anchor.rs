@@ -101,7 +101,10 @@ pub(super) fn is_buy(e: ElementRef<'_>) -> bool {
             said.push_str(&a.to_lowercase());
         }
     }
-    BUY_WORDS.iter().any(|w| said.contains(w)) || BUY_NAMES.iter().any(|n| names(e).contains(n))
+    BUY_WORDS.iter().any(|w| said.contains(w)) || {
+        let named = names(e);
+        BUY_NAMES.iter().any(|n| named.contains(n))
+    }
 }
 
 /// The first buy button outside the page's frame.

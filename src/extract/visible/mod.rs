@@ -8,7 +8,7 @@ mod anchor;
 mod price;
 mod stock;
 
-use ego_tree::NodeRef;
+use ego_tree::{NodeId, NodeRef};
 use scraper::{ElementRef, Html, Node};
 
 pub use self::price::{Rejected, Why, price, price_explained};
@@ -31,51 +31,58 @@ pub struct Found<T> {
     pub text: String,
 }
 
-/// The product's anchors: its title and its buy button, when the page has them.
+/// The product's anchors: its title and its buy button, when the page has them, each with the
+/// ids of its lineage (itself, then its ancestors), walked once so that every candidate's
+/// distance and containment are a lookup rather than another walk.
 pub(crate) struct Anchors<'a> {
     title: Option<ElementRef<'a>>,
     buy: Option<ElementRef<'a>>,
+    /// Each anchor's lineage, nearest first.
+    lineages: Vec<Vec<NodeId>>,
 }
 
 impl<'a> Anchors<'a> {
     pub(crate) fn of(html: &'a Html) -> Self {
+        let (title, buy) = (anchor::title(html), anchor::buy_button(html));
+        let lineages = [title, buy]
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                std::iter::once(*a)
+                    .chain(a.ancestors())
+                    .map(|n| n.id())
+                    .collect()
+            })
+            .collect();
         Anchors {
-            title: anchor::title(html),
-            buy: anchor::buy_button(html),
+            title,
+            buy,
+            lineages,
         }
     }
 
     /// Whether `e` is an anchor or holds one.
     fn holds(&self, e: ElementRef<'a>) -> bool {
-        [self.title, self.buy]
-            .into_iter()
-            .flatten()
-            .any(|a| a.id() == e.id() || a.ancestors().any(|n| n.id() == e.id()))
+        self.lineages.iter().any(|up| up.contains(&e.id()))
     }
 
-    /// Tree steps from `node` to the nearer anchor, None without anchors.
+    /// Tree steps from `node` to the nearer anchor, None without anchors: steps up from each
+    /// to their nearest common ancestor. The walks are bounded by the depth of the tree, which
+    /// the markup pass caps.
     fn distance(&self, node: NodeRef<'a, Node>) -> Option<usize> {
-        [self.title, self.buy]
-            .into_iter()
-            .flatten()
-            .map(|a| distance(*a, node))
+        self.lineages
+            .iter()
+            .map(|up| {
+                std::iter::once(node)
+                    .chain(node.ancestors())
+                    .enumerate()
+                    .find_map(|(steps, n)| {
+                        up.iter().position(|id| *id == n.id()).map(|at| steps + at)
+                    })
+                    .unwrap_or(usize::MAX)
+            })
             .min()
     }
-}
-
-/// Steps up from `a` and from `b` to their nearest common ancestor. Both walks are bounded by
-/// the depth of the tree, which the markup pass caps.
-fn distance(a: NodeRef<'_, Node>, b: NodeRef<'_, Node>) -> usize {
-    let up: Vec<_> = std::iter::once(a)
-        .chain(a.ancestors())
-        .map(|n| n.id())
-        .collect();
-    for (steps, node) in std::iter::once(b).chain(b.ancestors()).enumerate() {
-        if let Some(at) = up.iter().position(|id| *id == node.id()) {
-            return steps + at;
-        }
-    }
-    usize::MAX
 }
 
 /// Element and ancestors, nearest first, at most `levels` of them.
@@ -88,13 +95,18 @@ fn lineage<'a>(node: NodeRef<'a, Node>, levels: usize) -> impl Iterator<Item = E
 
 /// The lower-cased class, id and a few naming attributes of an element, for word tests.
 fn names(element: ElementRef<'_>) -> String {
-    let e = element.value();
-    let mut out = String::new();
-    for attr in ["class", "id", "itemprop", "data-testid", "name"] {
-        if let Some(v) = e.attr(attr) {
-            out.push_str(&v.to_lowercase());
-            out.push(' ');
+    const NAMING: [&str; 5] = ["class", "id", "itemprop", "data-testid", "name"];
+    // One walk over the attributes: looking each name up would intern it as an atom first.
+    let mut found: [Option<&str>; 5] = [None; 5];
+    for (name, value) in element.value().attrs() {
+        if let Some(at) = NAMING.iter().position(|n| *n == name) {
+            found[at].get_or_insert(value);
         }
+    }
+    let mut out = String::new();
+    for value in found.into_iter().flatten() {
+        out.push_str(&value.to_lowercase());
+        out.push(' ');
     }
     out
 }

@@ -2,7 +2,9 @@
 //! button that is not a former, unit, monthly, instalment or shipping price, nor a related
 //! product's or the cart's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use ego_tree::NodeId;
 
 use scraper::{ElementRef, Html, Node};
 
@@ -111,6 +113,19 @@ struct Candidate<'a> {
     named_price: bool,
 }
 
+impl Candidate<'_> {
+    /// Lower is better: tree steps from an anchor, counted twice, less one for an element
+    /// named as a price.
+    fn score(&self) -> usize {
+        self.distance * 2 - usize::from(self.named_price).min(self.distance * 2)
+    }
+}
+
+/// The best score a candidate this far from an anchor can have.
+fn least_score(distance: usize) -> usize {
+    (distance * 2).saturating_sub(1)
+}
+
 /// A number on the page that reads as a price but was not taken, and why: what `probe` shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
@@ -136,6 +151,8 @@ pub enum Why {
     TooFar(usize),
     /// Farther from the product than the price that was taken.
     Farther,
+    /// Its text reads as no price in the currency the field names.
+    NotInCurrency,
 }
 
 impl std::fmt::Display for Why {
@@ -152,13 +169,14 @@ impl std::fmt::Display for Why {
                 "{d} steps from the product's title or buy button (at most {MAX_DISTANCE})"
             ),
             Why::Farther => write!(f, "farther from the product than the price taken"),
+            Why::NotInCurrency => write!(f, "not a price in the currency the field names"),
         }
     }
 }
 
 /// The product's price on the visible page, or why there is none.
 pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Reason> {
-    read(html, hint, None)
+    scan(html, hint, None)
 }
 
 /// As `price`, also giving every other number that reads as a price and why it was not taken.
@@ -167,12 +185,13 @@ pub fn price_explained(
     hint: Option<&'static str>,
 ) -> (Result<Found<Price>, Reason>, Vec<Rejected>) {
     let mut rejected = Vec::new();
-    let found = read(html, hint, Some(&mut rejected));
+    let found = scan(html, hint, Some(&mut rejected));
     (found, rejected)
 }
 
-/// Rejections are only spelled out (a CSS path each) when `rejected` asks for them.
-fn read(
+/// Rejections are only spelled out (a CSS path each) when `rejected` asks for them, and then
+/// every number is judged, not only those that could still win.
+fn scan(
     html: &Html,
     hint: Option<&'static str>,
     mut rejected: Option<&mut Vec<Rejected>>,
@@ -183,6 +202,10 @@ fn read(
     }
     let mut candidates = Vec::new();
     let mut seen = HashSet::new();
+    // What each element's text reads as, so that the text nodes inside one element and the
+    // levels their lineages share are read once.
+    let mut read: HashMap<NodeId, Option<(String, Price)>> = HashMap::new();
+    let mut best: Option<usize> = None;
     for (count, node) in html.tree.root().descendants().enumerate() {
         if count > MAX_TEXTS {
             return Err("too large to read");
@@ -195,29 +218,36 @@ fn read(
         }
         // A price split over spans ("€ <b>24</b>,<sup>99</sup>") reads whole a level or two up.
         // Never as far up as a block that holds the title or the button.
-        let Some((element, text, plain)) = lineage(node, 3)
+        let found = lineage(node, 3)
             .take_while(|e| !anchors.holds(*e))
             .find_map(|e| {
-                let text = short_text(e, MAX_LABEL)?;
-                let plain = price::parse(&text, None).filter(|p| p.currency.is_some())?;
-                Some((e, text, plain))
-            })
-        else {
+                let label = read.entry(e.id()).or_insert_with(|| {
+                    let text = short_text(e, MAX_LABEL)?;
+                    let price = price::parse(&text, None)?;
+                    price.currency.is_some().then_some((text, price))
+                });
+                label.clone().map(|label| (e, label))
+            });
+        let Some((element, (text, unhinted))) = found else {
             continue;
         };
         if !seen.insert(element.id()) {
             continue;
         }
-        // The hint names what an ambiguous symbol ("$", "kr") means on this page.
-        let found = match hint {
-            None => plain,
-            Some(_) => match price::parse(&text, hint) {
-                Some(found) => found,
-                None => continue,
-            },
+        // A number that cannot score as well as the best candidate so far cannot be chosen nor
+        // make the choice ambiguous: it is not judged, which on a page of many related
+        // products is most of the work.
+        let Some(distance) = anchors.distance(*element) else {
+            continue;
         };
-        match judge(element, text, found, &anchors) {
-            Ok(c) => candidates.push(c),
+        if rejected.is_none() && best.is_some_and(|best| least_score(distance) > best) {
+            continue;
+        }
+        match judge(element, text, unhinted, distance, hint) {
+            Ok(c) => {
+                best = Some(best.map_or(c.score(), |best| best.min(c.score())));
+                candidates.push(c);
+            }
             Err((text, why)) => {
                 if let Some(rejected) = rejected.as_deref_mut() {
                     rejected.push(Rejected {
@@ -232,12 +262,17 @@ fn read(
     choose(candidates, rejected)
 }
 
+/// `element` as a candidate, given its text and the price that text reads as without a hint.
 fn judge<'a>(
     element: ElementRef<'a>,
     text: String,
-    found: Price,
-    anchors: &Anchors<'a>,
+    unhinted: Price,
+    distance: usize,
+    hint: Option<&'static str>,
 ) -> Result<Candidate<'a>, (String, Why)> {
+    if distance > MAX_DISTANCE {
+        return Err((text, Why::TooFar(distance)));
+    }
     let lower = text.to_lowercase();
     if let Some(w) = NOT_THE_PRICE.iter().find(|w| lower.contains(*w)) {
         return Err((text, Why::Wording(w)));
@@ -246,19 +281,15 @@ fn judge<'a>(
     if lineage(*element, 4).any(|e| matches!(e.value().name(), "del" | "s" | "strike")) {
         return Err((text, Why::CrossedOut));
     }
-    let former = OLD_NAMES.iter().find(|w| {
-        near.iter().any(|n| {
-            n.split(|c: char| !c.is_alphanumeric()).any(|t| t == **w)
-                || n.contains(&format!("{w}-price"))
-                || n.contains(&format!("{w}price"))
-        })
-    });
-    if let Some(w) = former {
+    if let Some(w) = OLD_NAMES
+        .iter()
+        .find(|w| near.iter().any(|n| names_old(n, w)))
+    {
         return Err((text, Why::FormerPrice(w)));
     }
     let other = lineage(*element, 12).find_map(|e| {
-        let names = names(e);
-        OTHER_NAMES.iter().find(|w| names.contains(*w))
+        let n = names(e);
+        OTHER_NAMES.iter().find(|w| n.contains(*w))
     });
     if let Some(w) = other {
         return Err((text, Why::OtherProducts(w)));
@@ -266,13 +297,16 @@ fn judge<'a>(
     if in_chrome(*element) {
         return Err((text, Why::PageFrame));
     }
+    let found = match hint {
+        None => unhinted,
+        Some(_) => match price::parse(&text, hint) {
+            Some(found) => found,
+            None => return Err((text, Why::NotInCurrency)),
+        },
+    };
     if found.amount.is_zero() {
         return Err((text, Why::Zero));
     }
-    let Some(distance) = anchors.distance(*element).filter(|d| *d <= MAX_DISTANCE) else {
-        let steps = anchors.distance(*element).unwrap_or(usize::MAX);
-        return Err((text, Why::TooFar(steps)));
-    };
     Ok(Candidate {
         element,
         text,
@@ -288,14 +322,24 @@ fn judge<'a>(
     })
 }
 
+/// Whether the names `n` mark a former price by the word `w`: as a whole name part (`old`,
+/// `price--old`) or glued to "price" (`was-price`, `oldprice`).
+fn names_old(n: &str, w: &str) -> bool {
+    n.split(|c: char| !c.is_alphanumeric()).any(|t| t == w)
+        || n.match_indices(w).any(|(at, _)| {
+            let after = &n[at + w.len()..];
+            after.starts_with("-price") || after.starts_with("price")
+        })
+}
+
 /// The nearest candidate, a price-named one first among equals; two different amounts
 /// equally near are a page too ambiguous to answer.
 fn choose(
     mut candidates: Vec<Candidate<'_>>,
     rejected: Option<&mut Vec<Rejected>>,
 ) -> Result<Found<Price>, Reason> {
-    let score = |c: &Candidate<'_>| c.distance * 2 - usize::from(c.named_price).min(c.distance * 2);
-    candidates.sort_by_key(|c| score(c));
+    let score = Candidate::score;
+    candidates.sort_by_key(score);
     let Some(best) = candidates.first() else {
         return Err("without a price near the product's title or buy button");
     };

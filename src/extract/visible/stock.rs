@@ -28,6 +28,10 @@ pub fn availability(html: &Html) -> Result<Found<&'static str>, Reason> {
         if text.trim().is_empty() || text.len() > MAX_LABEL {
             continue;
         }
+        // The cheapest test first: most of a page's text is far from the product.
+        if anchors.distance(node).is_none_or(|d| d > MAX_DISTANCE) {
+            continue;
+        }
         let Some(element) = node.parent().and_then(scraper::ElementRef::wrap) else {
             continue;
         };
@@ -37,7 +41,7 @@ pub fn availability(html: &Html) -> Result<Found<&'static str>, Reason> {
         let Some(name) = stock_words(&label) else {
             continue;
         };
-        if in_chrome(node) || anchors.distance(node).is_none_or(|d| d > MAX_DISTANCE) {
+        if in_chrome(node) {
             continue;
         }
         match &said {
