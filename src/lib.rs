@@ -3,10 +3,11 @@
 //! Three layers; a module imports only from its own layer or the ones below it.
 //! - **Stages**, which know nothing of the service: `config`, `schedule`, `fetch`, `extract`,
 //!   `notify` (the notify rules), `diff`, `sign`, `reason` (the failure reasons their errors
-//!   map onto), `clock`, `redact`, `logging`, `metrics`.
+//!   map onto), `clock`, `redact`, `logging`.
 //! - **The engine**, which composes them: `event` (what is sent), `step` (the pure state step:
 //!   baseline, change, failing, recovered, `seq`), `store`, `check` (read, fetch, extract,
-//!   step, one commit) and `deliver`.
+//!   step, one commit), `deliver`, and `metrics` (counted as checks and deliveries
+//!   happen; the store's gauges read at scrape time).
 //! - **The faces**, which compose the engine: `daemon`, `control` and `ops` (the control
 //!   socket and its typed replies), `commands` (the CLI), `admin` (/healthz, /metrics), `demo`
 //!   and `receive`.

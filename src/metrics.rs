@@ -1,6 +1,6 @@
 //! Prometheus metrics: what /metrics serves.
 //!
-//! The registry is process-global so that the stages record with one line
+//! The registry is process-global so that check and delivery record with one line
 //! (`metrics::check_finished(..)`) instead of threading a handle through every signature;
 //! one process is one daemon, and every series carries the watcher or webhook it is about.
 //! Counters and histograms are recorded as things happen; gauges that describe the store

@@ -11,6 +11,7 @@ mod disk_full;
 mod fetching;
 mod fixtures;
 mod hostile;
+mod layers;
 mod output;
 mod pipeline;
 mod prices;
