@@ -108,7 +108,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-
+    use crate::config::Loaded;
     use crate::config::testing::*;
 
     #[test]
@@ -254,15 +254,12 @@ secret_credential = "{SECRET}"
             "{HOOK}[defaults]\nbody = \"q=1\"\nschedule = \"every 10s\"\ntimeout = \"1m\"\nfields.t = {{ css = \"h1\" }}\n{watchers}"
         ))
         .unwrap();
-        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(warnings.len(), 2, "{warnings:#?}");
-        assert!(
-            warnings[0].starts_with("watchers.toml:5:8: `body` is sent with GET"),
-            "{warnings:#?}"
-        );
-        assert!(
-            warnings[1].starts_with("watchers.toml:6:12: timeout (1m) is longer"),
-            "{warnings:#?}"
+        assert_warnings(
+            &loaded,
+            &[
+                "watchers.toml:5:8: `body` is sent with GET",
+                "watchers.toml:6:12: timeout (1m) is longer",
+            ],
         );
 
         let errs = errors(&format!(
@@ -283,15 +280,21 @@ secret_credential = "{SECRET}"
             "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"{SECRET}\"\n[webhooks.unused]\nurl = \"https://b.example\"\nsecret = \"{SECRET}\"\n[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nwebhook = \"a\"\nschedule = \"every 10s\"\ntimeout = \"1m\"\nfields.t = {{ css = \"h1\" }}\n"
         ))
         .unwrap();
+        assert_warnings(
+            &loaded,
+            &[
+                "watchers.toml:11:12: timeout (1m) is longer",
+                "watchers.toml:4:11: webhook `unused` is not used",
+            ],
+        );
+    }
+
+    /// `loaded` warns exactly these, in this order, each starting as given.
+    fn assert_warnings(loaded: &Loaded, expect: &[&str]) {
         let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(
-            warnings[0].starts_with("watchers.toml:11:12: timeout (1m) is longer"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[1].starts_with("watchers.toml:4:11: webhook `unused` is not used"),
-            "{warnings:?}"
-        );
+        assert_eq!(warnings.len(), expect.len(), "{warnings:#?}");
+        for (warning, want) in warnings.iter().zip(expect) {
+            assert!(warning.starts_with(want), "{warnings:#?}");
+        }
     }
 }

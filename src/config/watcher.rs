@@ -19,8 +19,8 @@ use crate::notify::{FieldRules, Rules};
 use crate::redact::SensitiveUrl;
 use crate::schedule::{DEFAULT_MAX_JITTER, Schedule};
 
-/// One watched page.
-#[derive(Debug, Clone)]
+/// One watched page. Equal when set up alike: a reload keeps the schedule of an unchanged one.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Watcher {
     pub(crate) name: String,
     pub(crate) url: SensitiveUrl,

@@ -16,7 +16,6 @@ use crate::check::check;
 use crate::clock::Clock;
 use crate::config::Watcher;
 use crate::deliver::Deliverer;
-use crate::extract::{Field, Source};
 use crate::fetch::Fetcher;
 use crate::store::Store;
 
@@ -35,9 +34,7 @@ fn plan(old: &BTreeMap<String, Arc<Watcher>>, new: &[Arc<Watcher>]) -> Plan {
     for watcher in new {
         match old.get(&watcher.name) {
             None => plan.added.push(watcher.name.clone()),
-            Some(before) if same_definition(before, watcher) => {
-                plan.unchanged.push(watcher.name.clone())
-            }
+            Some(before) if before == watcher => plan.unchanged.push(watcher.name.clone()),
             Some(before) => {
                 let reschedule =
                     before.schedule != watcher.schedule || before.offset != watcher.offset;
@@ -52,78 +49,6 @@ fn plan(old: &BTreeMap<String, Arc<Watcher>>, new: &[Arc<Watcher>]) -> Plan {
         .cloned()
         .collect();
     plan
-}
-
-/// Whether two loaded watchers are set up alike. The compiled parts (selectors, regexes) have
-/// no equality of their own, so each is compared by the text it was compiled from; the
-/// destructuring makes a new setting a compile error here until it is compared too.
-fn same_definition(a: &Watcher, b: &Watcher) -> bool {
-    let Watcher {
-        name,
-        url,
-        schedule,
-        offset,
-        webhooks,
-        fields,
-        timeout,
-        max_body,
-        history_limit,
-        notify,
-        http,
-        failure_threshold,
-        browser,
-    } = a;
-    *name == b.name
-        && *url == b.url
-        && *schedule == b.schedule
-        && *offset == b.offset
-        && *webhooks == b.webhooks
-        && fields.len() == b.fields.len()
-        && fields.iter().zip(&b.fields).all(|(a, b)| same_field(a, b))
-        && *timeout == b.timeout
-        && *max_body == b.max_body
-        && *history_limit == b.history_limit
-        && *notify == b.notify
-        && *http == b.http
-        && *failure_threshold == b.failure_threshold
-        && *browser == b.browser
-}
-
-fn same_field(a: &Field, b: &Field) -> bool {
-    let Field {
-        name,
-        source,
-        regex,
-        kind,
-        required,
-        currency,
-        max_size,
-    } = a;
-    let source = match (source, &b.source) {
-        (
-            Source::Css {
-                css,
-                selector: _,
-                attr,
-            },
-            Source::Css {
-                css: css_b,
-                selector: _,
-                attr: attr_b,
-            },
-        ) => css == css_b && attr == attr_b,
-        (Source::JsonLd { path }, Source::JsonLd { path: path_b }) => path == path_b,
-        (Source::Json { pointer }, Source::Json { pointer: pointer_b }) => pointer == pointer_b,
-        (Source::Auto, Source::Auto) => true,
-        _ => false,
-    };
-    source
-        && *name == b.name
-        && regex.as_ref().map(|r| r.as_str()) == b.regex.as_ref().map(|r| r.as_str())
-        && *kind == b.kind
-        && *required == b.required
-        && *currency == b.currency
-        && *max_size == b.max_size
 }
 
 pub(super) struct Scheduler {

@@ -94,6 +94,53 @@ pub struct Field {
     pub max_size: usize,
 }
 
+// The compiled parts (selectors, regexes) have no equality of their own, so each compares by
+// the text it was compiled from: a reload must tell an unchanged field from a changed one.
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Source::Css {
+                    css,
+                    selector: _,
+                    attr,
+                },
+                Source::Css {
+                    css: other_css,
+                    selector: _,
+                    attr: other_attr,
+                },
+            ) => css == other_css && attr == other_attr,
+            (Source::JsonLd { path }, Source::JsonLd { path: other }) => path == other,
+            (Source::Json { pointer }, Source::Json { pointer: other }) => pointer == other,
+            (Source::Auto, Source::Auto) => true,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Field {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured whole, so a new property does not compile until it is compared here.
+        let Field {
+            name,
+            source,
+            regex,
+            kind,
+            required,
+            currency,
+            max_size,
+        } = self;
+        *name == other.name
+            && *source == other.source
+            && regex.as_ref().map(Regex::as_str) == other.regex.as_ref().map(Regex::as_str)
+            && *kind == other.kind
+            && *required == other.required
+            && *currency == other.currency
+            && *max_size == other.max_size
+    }
+}
+
 /// Where a value was found, so a user can trust or correct an automatic source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
