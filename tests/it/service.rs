@@ -316,7 +316,13 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
 async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     let (shop, receiver) = (Shop::start().await, Receiver::start().await);
     shop.set("/m", product("M", "$10.00", 5));
-    let setup = Setup::new(&receiver, r#"["200ms"]"#, &every_second(&shop, "m", "/m"));
+    // A bot wall's challenge served with 200: a failed check counts under its reason.
+    shop.set(
+        "/wall",
+        include_str!("../../src/fetch/blocked/cloudflare-challenge.html").into(),
+    );
+    let watchers = every_second(&shop, "m", "/m") + &every_second(&shop, "wall", "/wall");
+    let setup = Setup::new(&receiver, r#"["200ms"]"#, &watchers);
     let admin = format!("127.0.0.1:{}", free_port());
     let text = std::fs::read_to_string(setup.config()).unwrap().replace(
         "[daemon]\n",
@@ -336,6 +342,10 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
         }
     };
     let at = log.wait_for(0, 1, checked("baseline")).await;
+    log.wait_for(0, 1, |line| {
+        line.contains(" check watcher=\"wall\"") && line.contains("blocked")
+    })
+    .await;
     let client = reqwest::Client::new();
     let scrape = || async {
         let response = client
@@ -361,6 +371,14 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
         0.0
     );
     assert_eq!(before["pagehook_outbox_depth"], 0.0);
+    let blocked = r#"pagehook_checks_total{watcher="wall",outcome="blocked"}"#;
+    assert!(before[blocked] >= 1.0, "{before:#?}");
+    assert!(
+        !before
+            .keys()
+            .any(|series| series.contains("watcher=\"wall\",outcome=\"failed\"")),
+        "{before:#?}"
+    );
 
     shop.set("/m", product("M", "$8.00", 5));
     receiver.wait_for(1).await;

@@ -211,3 +211,42 @@ async fn a_challenge_page_fails_as_blocked_and_other_errors_as_http_status() {
     assert_eq!(err.reason(), Reason::Connect, "{err}");
     close(&browser).await;
 }
+
+#[tokio::test]
+async fn a_check_that_finds_every_tab_taken_until_its_deadline_fails_as_busy() {
+    let Some(browser) = browser("busy", 1) else {
+        return;
+    };
+    let (shop, addr) = Shop::start().await;
+    let options = HttpOptions::default();
+    // A script that never arrives holds the one tab until its render times out.
+    let stuck = url(addr, "/stuck");
+    let holder = {
+        let (browser, options, stuck) = (browser.clone(), options.clone(), stuck.clone());
+        tokio::spawn(async move {
+            browser
+                .render(&request(&stuck, &options, Duration::from_secs(4)))
+                .await
+                .map(|_| ())
+        })
+    };
+    shop_waits_for(&shop, "/stuck").await;
+
+    let spa = url(addr, "/spa");
+    let mut req = request(&spa, &options, Duration::from_millis(500));
+    req.deadline = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+    let start = Instant::now();
+    let err = browser.render(&req).await.unwrap_err();
+    assert_within(start, Duration::from_secs(2));
+    assert_eq!(err.reason(), Reason::Busy, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("no free browser tab") && message.contains("all 1 of [browser] max_tabs"),
+        "{message}"
+    );
+    assert_eq!(shop.hits("/spa"), 0, "a busy check loads nothing");
+
+    let held = holder.await.unwrap().unwrap_err();
+    assert_eq!(held.reason(), Reason::Timeout, "{held}");
+    close(&browser).await;
+}
