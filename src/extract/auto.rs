@@ -1,9 +1,11 @@
 //! URL-only fields: the product's price or availability from the page's structured data,
 //! most reliable first, and from the visible page only when that is silent.
 
+use scraper::Html;
 use serde_json::Value;
 
 use super::convert::{Input, preview, read_price};
+use super::offer::{self, Identity, Offered};
 use super::page::Page;
 use super::price::Price;
 use super::{Field, FieldError, FieldKind, Origin, availability, microdata, visible};
@@ -18,12 +20,16 @@ pub(super) fn automatic(field: &Field, page: &Page<'_>) -> Result<(Value, Origin
     }
 }
 
+/// A structured source of the product's price, read from the parsed page.
+type PriceReader = fn(&Html) -> Option<microdata::Found>;
+/// A structured source of the product's availability, as written.
+type StockReader<'a> = dyn Fn(&Html) -> Option<String> + 'a;
+
 fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
+    let html = page.html();
     if let Some(product) = page.graph().product() {
-        // Several offers (sellers, sizes): the lowest one that can be bought, as a shopper
-        // sees it; the lowest of all when none says it is in stock.
-        let mut priced: Vec<(Price, String, bool)> = product
-            .offers()
+        let offers = product.offers();
+        let priced: Vec<(Price, String, Offered<'_>)> = offers
             .iter()
             .filter_map(|offer| {
                 let input = Input::scalar(offer.price, "price", offer.currency).ok()?;
@@ -32,22 +38,33 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
                     offer.availability.and_then(availability::normalise),
                     Some("OutOfStock" | "SoldOut" | "Discontinued")
                 );
-                Some((price, input.text, buyable))
+                let offered = Offered {
+                    amount: price.amount,
+                    buyable,
+                    url: offer.url,
+                    sku: offer.sku,
+                };
+                Some((price, input.text, offered))
             })
             .collect();
-        if priced.iter().any(|(_, _, buyable)| *buyable) {
-            priced.retain(|(_, _, buyable)| *buyable);
-        }
-        if let Some((price, raw, _)) = priced.iter().min_by(|a, b| a.0.amount.cmp(&b.0.amount)) {
+        // Which variant the page shows matters only when the offers differ.
+        let identity = match priced.windows(2).any(|w| w[0].0.amount != w[1].0.amount) {
+            true => Identity::of(html, product.sku()),
+            false => Identity::default(),
+        };
+        let offered: Vec<Offered<'_>> = priced.iter().map(|(_, _, o)| *o).collect();
+        if let Some(at) = offer::choose(&offered, &identity) {
+            let (price, raw, _) = &priced[at];
             return Ok((price.to_value(raw), Origin::JsonLd));
         }
     }
-    let html = page.html();
-    for (found, origin) in [
-        (microdata::price(html), Origin::Microdata),
-        (microdata::meta_price(html), Origin::Meta),
-    ] {
-        let Some(found) = found else { continue };
+    let fallbacks: [(PriceReader, Origin); 3] = [
+        (microdata::price, Origin::Microdata),
+        (microdata::rdfa_price, Origin::Rdfa),
+        (microdata::meta_price, Origin::Meta),
+    ];
+    for (read, origin) in fallbacks {
+        let Some(found) = read(html) else { continue };
         let input = Input {
             text: found.text,
             json_number: false,
@@ -67,14 +84,21 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
 
 fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
     let html = page.html();
-    let from_jsonld = page.graph().product().and_then(|p| p.availability());
-    let found = [
-        (from_jsonld.map(str::to_owned), Origin::JsonLd),
-        (microdata::availability(html), Origin::Microdata),
-        (microdata::meta_availability(html), Origin::Meta),
+    let from_jsonld = |_: &Html| {
+        page.graph()
+            .product()
+            .and_then(|p| p.availability())
+            .map(str::to_owned)
+    };
+    let readers: [(&StockReader<'_>, Origin); 4] = [
+        (&from_jsonld, Origin::JsonLd),
+        (&microdata::availability, Origin::Microdata),
+        (&microdata::rdfa_availability, Origin::Rdfa),
+        (&microdata::meta_availability, Origin::Meta),
     ];
-    let structured = found.into_iter().find_map(|(text, origin)| {
-        let name = availability::normalise(&text?)?;
+    // Each source is read only when the ones before it said nothing.
+    let structured = readers.into_iter().find_map(|(read, origin)| {
+        let name = availability::normalise(&read(html)?)?;
         Some((Value::String(name.to_owned()), origin))
     });
     if let Some(found) = structured {
@@ -123,5 +147,50 @@ mod tests {
 
         let none = extract(&auto, "<p>$5</p>").unwrap_err();
         assert_eq!(none.fields()[0].1, FieldError::NoAutoPrice(NO_ANCHOR));
+    }
+
+    /// Sizes at different prices: the page's own size's price, else the lowest in stock.
+    #[test]
+    fn automatic_price_is_the_pages_own_variants_then_the_lowest_offered() {
+        let offers = r#"{"@type": "Product", "name": "Boot", "offers": [
+            {"@type": "Offer", "sku": "B-41", "url": "/p/boot?size=41", "price": "60.00",
+             "priceCurrency": "EUR", "availability": "OutOfStock"},
+            {"@type": "Offer", "sku": "B-42", "url": "/p/boot?size=42", "price": "70.00",
+             "priceCurrency": "EUR", "availability": "InStock"},
+            {"@type": "Offer", "sku": "B-43", "url": "/p/boot?size=43", "price": "65.00",
+             "priceCurrency": "EUR", "availability": "InStock"}]}"#;
+        let auto = [field("price", Source::Auto, FieldKind::Price)];
+        let amount = |page: &str| {
+            let found = extract_explained(&auto, page).unwrap();
+            assert_eq!(found.origins["price"], Origin::JsonLd);
+            found.values["price"]["amount"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(amount(&ld(offers)), "65.00", "the lowest in stock");
+        let canonical = r#"<link rel="canonical" href="https://shop.example/p/boot?size=42">"#;
+        assert_eq!(amount(&format!("{canonical}{}", ld(offers))), "70.00");
+        let selected = r#"<select name="size"><option value="B-41" selected>41</option></select>"#;
+        assert_eq!(
+            amount(&format!("{selected}{}", ld(offers))),
+            "60.00",
+            "the shown size's price, even out of stock"
+        );
+    }
+
+    #[test]
+    fn automatic_price_and_stock_from_rdfa() {
+        let page = r#"<div vocab="https://schema.org/" typeof="Product">
+            <span property="price" content="19.99">$19.99</span>
+            <meta property="priceCurrency" content="USD">
+            <link property="availability" href="https://schema.org/InStock"></div>"#;
+        let fields = [
+            field("price", Source::Auto, FieldKind::Price),
+            field("stock", Source::Auto, FieldKind::Availability),
+        ];
+        let found = extract_explained(&fields, page).unwrap();
+        assert_eq!(found.values["price"]["amount"], "19.99");
+        assert_eq!(found.values["price"]["currency"], "USD");
+        assert_eq!(found.values["stock"], "InStock");
+        assert_eq!(found.found_in("price").as_deref(), Some("RDFa"));
+        assert_eq!(found.origins["stock"], Origin::Rdfa);
     }
 }

@@ -83,17 +83,24 @@ pub struct Found<'a> {
     pub parent: &'a Map<String, Value>,
 }
 
-/// One offer's price, currency and availability, as written.
+/// One offer's price, currency and availability, as written, and what names the offer's
+/// variant (its URL and SKU), so the page's own can be told from the others.
 #[derive(Debug, Clone)]
 pub struct OfferData<'a> {
     pub price: &'a Value,
     pub currency: Option<&'a str>,
     pub availability: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub sku: Option<&'a str>,
 }
 
 impl<'a> Node<'a> {
     fn object(&self, value: &'a Value) -> Option<&'a Map<String, Value>> {
-        let map = value.as_object()?;
+        self.object_of(value.as_object()?)
+    }
+
+    /// The node a reference (`{"@id": "#offer"}`) names, or the node itself.
+    fn object_of(&self, map: &'a Map<String, Value>) -> Option<&'a Map<String, Value>> {
         match map.get("@id").and_then(Value::as_str) {
             Some(id) if map.len() <= 2 => Some(self.ids.get(id).copied().unwrap_or(map)),
             _ => Some(map),
@@ -143,16 +150,29 @@ impl<'a> Node<'a> {
     /// inside a priceSpecification, and the offers of a ProductGroup's variants.
     pub fn offers(&self) -> Vec<OfferData<'a>> {
         let mut out = Vec::new();
-        let mut sources: Vec<&'a Value> = self.map.get("offers").into_iter().collect();
-        if let Some(variants) = self.map.get("hasVariant") {
-            sources.extend(
-                first_objects(variants)
-                    .filter_map(|v| v.get("offers"))
-                    .collect::<Vec<_>>(),
-            );
+        if let Some(offers) = self.map.get("offers") {
+            self.collect_offers(offers, &mut out, 0);
         }
-        for source in sources {
-            self.collect_offers(source, &mut out, 0);
+        for variant in self
+            .map
+            .get("hasVariant")
+            .into_iter()
+            .flat_map(first_objects)
+        {
+            let Some(offers) = variant.get("offers") else {
+                continue;
+            };
+            let from = out.len();
+            self.collect_offers(offers, &mut out, 0);
+            // A variant's offers are named by the variant when they do not name themselves.
+            for offer in &mut out[from..] {
+                offer.url = offer
+                    .url
+                    .or_else(|| variant.get("url").and_then(scalar_str));
+                offer.sku = offer
+                    .sku
+                    .or_else(|| variant.get("sku").and_then(scalar_str));
+            }
         }
         out
     }
@@ -171,34 +191,59 @@ impl<'a> Node<'a> {
             return;
         };
         let text = |key: &str| offer.get(key).and_then(scalar_str);
-        let spec = offer
+        let specs: Vec<&'a Map<String, Value>> = offer
             .get("priceSpecification")
-            .and_then(|s| match s {
-                Value::Array(items) => items.first(),
-                s => Some(s),
-            })
-            .and_then(|s| self.object(s));
-        let price = ["price", "lowPrice"]
-            .iter()
-            .find_map(|k| offer.get(*k).filter(|v| !v.is_null()))
-            .or_else(|| spec.and_then(|s| s.get("price")));
-        let currency = text("priceCurrency").or_else(|| {
+            .map(|s| first_objects(s).filter_map(|s| self.object_of(s)).collect())
+            .unwrap_or_default();
+        let spec_currency = |spec: Option<&'a Map<String, Value>>| {
             spec.and_then(|s| s.get("priceCurrency"))
                 .and_then(scalar_str)
-        });
-        match price {
-            Some(price) if !price.is_array() && !price.is_object() => out.push(OfferData {
+        };
+        let direct = ["price", "lowPrice"]
+            .iter()
+            .find_map(|k| offer.get(*k).filter(|v| !v.is_null()));
+        // An offer's own price, else each price its specifications give that is what a buyer
+        // pays now: not a list or struck-out price, a per-unit price or a charge.
+        let prices: Vec<(&'a Value, Option<&'a str>)> = match direct {
+            Some(price) => vec![(
+                price,
+                text("priceCurrency").or_else(|| spec_currency(specs.first().copied())),
+            )],
+            None => specs
+                .iter()
+                .filter(|s| is_price_to_pay(s))
+                .filter_map(|s| {
+                    let price = s.get("price").filter(|v| !v.is_null())?;
+                    Some((
+                        price,
+                        text("priceCurrency").or_else(|| spec_currency(Some(s))),
+                    ))
+                })
+                .collect(),
+        };
+        let scalar = |p: &&Value| !p.is_array() && !p.is_object();
+        if prices.is_empty() || !prices.iter().all(|(p, _)| scalar(p)) {
+            // An AggregateOffer may list its offers instead of summing them up.
+            if let Some(nested) = offer.get("offers") {
+                self.collect_offers(nested, out, depth + 1);
+            }
+            return;
+        }
+        for (price, currency) in prices {
+            out.push(OfferData {
                 price,
                 currency,
                 availability: text("availability"),
-            }),
-            _ => {
-                // An AggregateOffer may list its offers instead of summing them up.
-                if let Some(nested) = offer.get("offers") {
-                    self.collect_offers(nested, out, depth + 1);
-                }
-            }
+                url: text("url"),
+                sku: text("sku"),
+            });
         }
+    }
+
+    /// The product's own SKU, which names the variant a page shows when its offers are the
+    /// variants'.
+    pub fn sku(&self) -> Option<&'a str> {
+        self.map.get("sku").and_then(scalar_str)
     }
 
     /// The product's availability: in stock when any offer (a size, a seller) can be bought,
@@ -216,6 +261,33 @@ impl<'a> Node<'a> {
             .or_else(|| stated().next())
             .or_else(|| self.map.get("availability").and_then(scalar_str))
     }
+}
+
+/// Whether a price specification is the price a buyer pays now, not a list or struck-out price
+/// (`priceType`), a charge for delivery or payment, or a price per unit of measure.
+fn is_price_to_pay(spec: &Map<String, Value>) -> bool {
+    let named = |key: &str, names: &[&str]| {
+        spec.get(key).and_then(scalar_str).is_some_and(|v| {
+            let v = v.rsplit(['/', ':', '#']).next().unwrap_or(v);
+            names.iter().any(|n| n.eq_ignore_ascii_case(v))
+        })
+    };
+    const NOT_NOW: &[&str] = &[
+        "ListPrice",
+        "StrikethroughPrice",
+        "MSRP",
+        "SRP",
+        "InvoicePrice",
+        "MinimumAdvertisedPrice",
+    ];
+    const CHARGES: &[&str] = &["DeliveryChargeSpecification", "PaymentChargeSpecification"];
+    // A reference quantity in a unit of measure makes a unit price; one piece does not.
+    let per_unit = spec
+        .get("referenceQuantity")
+        .and_then(Value::as_object)
+        .and_then(|q| q.get("unitCode").and_then(scalar_str))
+        .is_some_and(|unit| !matches!(unit, "C62" | "H87" | "EA"));
+    !named("priceType", NOT_NOW) && !named("@type", CHARGES) && !per_unit
 }
 
 fn scalar_str(value: &Value) -> Option<&str> {
@@ -471,6 +543,55 @@ mod tests {
             (offers[0].price, offers[0].currency),
             (&json!(5), Some("GBP"))
         );
+    }
+
+    /// A list of specifications: the price to pay now, not the list price, a per-unit price or
+    /// a delivery charge beside it.
+    #[test]
+    fn price_specifications_as_a_list() {
+        let page = script(
+            r#"{"@type": "Product", "offers": {"@type": "Offer", "availability": "InStock",
+                "url": "/p/1", "sku": "W-1", "priceSpecification": [
+                {"@type": "UnitPriceSpecification", "priceType": "https://schema.org/ListPrice",
+                 "price": 120, "priceCurrency": "EUR"},
+                {"@type": "UnitPriceSpecification", "price": 4.5, "priceCurrency": "EUR",
+                 "referenceQuantity": {"value": 1, "unitCode": "KGM"}},
+                {"@type": "DeliveryChargeSpecification", "price": 4.95, "priceCurrency": "EUR"},
+                {"@type": "UnitPriceSpecification", "price": 99, "priceCurrency": "EUR",
+                 "referenceQuantity": {"value": 1, "unitCode": "C62"}}]}}"#,
+        );
+        let g = graph(&page);
+        let offers = g.product().unwrap().offers();
+        assert_eq!(offers.len(), 1, "{offers:?}");
+        assert_eq!(
+            (offers[0].price, offers[0].currency),
+            (&json!(99), Some("EUR"))
+        );
+        assert_eq!((offers[0].url, offers[0].sku), (Some("/p/1"), Some("W-1")));
+
+        let only_list = script(
+            r#"{"@type": "Product", "offers": {"@type": "Offer", "priceSpecification": [
+                {"priceType": "StrikethroughPrice", "price": 50}]}}"#,
+        );
+        assert!(graph(&only_list).product().unwrap().offers().is_empty());
+    }
+
+    #[test]
+    fn a_variants_offers_are_named_by_the_variant() {
+        let page = script(
+            r#"{"@type": "ProductGroup", "sku": "B-42", "hasVariant": [
+                {"@type": "Product", "sku": "B-41", "offers": {"price": "10"}},
+                {"@type": "Product", "sku": "B-42", "url": "/p/b?size=42",
+                 "offers": {"price": "12"}}]}"#,
+        );
+        let g = graph(&page);
+        let product = g.product().unwrap();
+        let named: Vec<_> = product.offers().iter().map(|o| (o.sku, o.url)).collect();
+        assert_eq!(
+            named,
+            [(Some("B-41"), None), (Some("B-42"), Some("/p/b?size=42"))]
+        );
+        assert_eq!(product.sku(), Some("B-42"));
     }
 
     #[test]

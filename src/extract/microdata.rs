@@ -1,5 +1,6 @@
-//! The fallbacks after JSON-LD: schema.org microdata (`itemprop="price"`) and the product
-//! meta tags of OpenGraph and Facebook/Pinterest catalogues (`product:price:amount`).
+//! The fallbacks after JSON-LD: schema.org microdata (`itemprop="price"`), RDFa Lite
+//! (`property="schema:price"`) and the product meta tags of OpenGraph and Facebook/Pinterest
+//! catalogues (`product:price:amount`).
 
 use std::sync::LazyLock;
 
@@ -35,37 +36,96 @@ fn first(document: &Html, scoped: &Selector, any: &Selector, attrs: &[&str]) -> 
         .find_map(|e| read(e, attrs))
 }
 
+/// The first price in a Product's scope; else, outside any, the page's prices when they are one
+/// product's worth (all the same amount): several different ones are a list of products, and
+/// the first of them is as likely another product's as this one's.
+fn price_of(document: &Html, scoped: &Selector, any: &Selector) -> Option<String> {
+    const ATTRS: &[&str] = &["content", "value"];
+    if let Some(text) = document.select(scoped).find_map(|e| read(e, ATTRS)) {
+        return Some(text);
+    }
+    let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
+    let mut texts = document.select(any).filter_map(|e| read(e, ATTRS));
+    let first = texts.next()?;
+    let amount = digits(&first);
+    texts.all(|t| digits(&t) == amount).then_some(first)
+}
+
+/// A vocabulary's product properties as CSS: the price within a product's scope and anywhere,
+/// its currency and its availability, scoped first.
+struct Vocabulary {
+    price: [Selector; 2],
+    currency: [Selector; 2],
+    availability: [Selector; 2],
+}
+
+impl Vocabulary {
+    /// `scopes` select a product's element; `property` gives the selectors of a schema.org
+    /// property.
+    fn new(scopes: &[&str], property: impl Fn(&str) -> Vec<String>) -> Self {
+        let pair = |names: &[&str]| {
+            let any: Vec<String> = names.iter().flat_map(|n| property(n)).collect();
+            let scoped: Vec<String> = scopes
+                .iter()
+                .flat_map(|scope| any.iter().map(move |p| format!("{scope} {p}")))
+                .collect();
+            [selector(&scoped.join(", ")), selector(&any.join(", "))]
+        };
+        Vocabulary {
+            price: pair(&["price", "lowPrice"]),
+            currency: pair(&["priceCurrency"]),
+            availability: pair(&["availability"]),
+        }
+    }
+
+    fn price(&self, document: &Html) -> Option<Found> {
+        let text = price_of(document, &self.price[0], &self.price[1])?;
+        let [scoped, any] = &self.currency;
+        let currency = first(document, scoped, any, &["content", "value"]);
+        Some(Found { text, currency })
+    }
+
+    fn availability(&self, document: &Html) -> Option<String> {
+        let [scoped, any] = &self.availability;
+        first(document, scoped, any, &["href", "content", "resource"])
+    }
+}
+
+/// Microdata: `itemprop="price"` in an `itemscope itemtype=".../Product"`.
+static MICRODATA: LazyLock<Vocabulary> = LazyLock::new(|| {
+    Vocabulary::new(&[r#"[itemtype*="schema.org/Product"]"#], |name| {
+        vec![format!(r#"[itemprop="{name}"]"#)]
+    })
+});
+
+/// RDFa Lite: `property="schema:price"`, or `property="price"` under `vocab=".../schema.org/"`,
+/// in a `typeof="Product"`.
+static RDFA: LazyLock<Vocabulary> = LazyLock::new(|| {
+    Vocabulary::new(
+        &[r#"[typeof~="Product"]"#, r#"[typeof~="schema:Product"]"#],
+        |name| {
+            vec![
+                format!(r#"[property="schema:{name}"]"#),
+                format!(r#"[vocab*="schema.org"] [property="{name}"]"#),
+            ]
+        },
+    )
+});
+
 pub fn price(document: &Html) -> Option<Found> {
-    static PRICE: LazyLock<[Selector; 2]> = LazyLock::new(|| {
-        [
-            selector(r#"[itemtype*="schema.org/Product"] [itemprop="price"]"#),
-            selector(r#"[itemprop="price"], [itemprop="lowPrice"]"#),
-        ]
-    });
-    static CURRENCY: LazyLock<[Selector; 2]> = LazyLock::new(|| {
-        [
-            selector(r#"[itemtype*="schema.org/Product"] [itemprop="priceCurrency"]"#),
-            selector(r#"[itemprop="priceCurrency"]"#),
-        ]
-    });
-    let text = first(document, &PRICE[0], &PRICE[1], &["content", "value"])?;
-    let currency = first(document, &CURRENCY[0], &CURRENCY[1], &["content", "value"]);
-    Some(Found { text, currency })
+    MICRODATA.price(document)
 }
 
 pub fn availability(document: &Html) -> Option<String> {
-    static AVAILABILITY: LazyLock<[Selector; 2]> = LazyLock::new(|| {
-        [
-            selector(r#"[itemtype*="schema.org/Product"] [itemprop="availability"]"#),
-            selector(r#"[itemprop="availability"]"#),
-        ]
-    });
-    first(
-        document,
-        &AVAILABILITY[0],
-        &AVAILABILITY[1],
-        &["href", "content"],
-    )
+    MICRODATA.availability(document)
+}
+
+pub fn rdfa_price(document: &Html) -> Option<Found> {
+    RDFA.price(document)
+}
+
+pub fn rdfa_availability(document: &Html) -> Option<String> {
+    RDFA.availability(document)
 }
 
 fn meta(document: &Html, selectors: &Selector) -> Option<String> {
@@ -115,6 +175,62 @@ mod tests {
         assert_eq!(
             availability(&page).as_deref(),
             Some("https://schema.org/InStock")
+        );
+    }
+
+    /// Outside a Product's scope, prices count only when they are one product's worth.
+    #[test]
+    fn unscoped_microdata_prices_count_when_they_agree() {
+        let one = Html::parse_document(
+            r#"<div itemscope itemtype="https://schema.org/Offer">
+              <meta itemprop="price" content="24.90"><span itemprop="price">24,90 €</span>
+              <meta itemprop="priceCurrency" content="EUR"></div>"#,
+        );
+        let found = price(&one).unwrap();
+        assert_eq!(
+            (found.text.as_str(), found.currency.as_deref()),
+            ("24.90", Some("EUR"))
+        );
+        let listing = Html::parse_document(
+            r#"<li itemscope itemtype="https://schema.org/Offer"><meta itemprop="price" content="9.99"></li>
+               <li itemscope itemtype="https://schema.org/Offer"><meta itemprop="price" content="24.90"></li>"#,
+        );
+        assert_eq!(price(&listing), None);
+    }
+
+    #[test]
+    fn rdfa_lite_with_a_prefix_or_a_vocabulary() {
+        let prefixed = Html::parse_document(
+            r#"<div typeof="schema:Product"><div property="schema:offers" typeof="schema:Offer">
+              <span property="schema:price" content="1299.00">1.299,00 €</span>
+              <meta property="schema:priceCurrency" content="EUR">
+              <link property="schema:availability" href="https://schema.org/InStock"></div></div>"#,
+        );
+        let found = rdfa_price(&prefixed).unwrap();
+        assert_eq!(
+            (found.text.as_str(), found.currency.as_deref()),
+            ("1299.00", Some("EUR"))
+        );
+        assert_eq!(
+            rdfa_availability(&prefixed).as_deref(),
+            Some("https://schema.org/InStock")
+        );
+        assert_eq!(price(&prefixed), None, "RDFa is not microdata");
+
+        let vocab = Html::parse_document(
+            r#"<div vocab="https://schema.org/" typeof="Product"><span property="name">W</span>
+              <div property="offers" typeof="Offer"><span property="price">19.99</span>
+              <span property="priceCurrency" content="USD">$</span>
+              <link property="availability" resource="https://schema.org/OutOfStock"></div></div>"#,
+        );
+        let found = rdfa_price(&vocab).unwrap();
+        assert_eq!(
+            (found.text.as_str(), found.currency.as_deref()),
+            ("19.99", Some("USD"))
+        );
+        assert_eq!(
+            rdfa_availability(&vocab).as_deref(),
+            Some("https://schema.org/OutOfStock")
         );
     }
 

@@ -12,6 +12,7 @@ pub mod jsonld;
 mod markup;
 mod microdata;
 mod number;
+mod offer;
 mod page;
 pub mod price;
 mod survey;
@@ -75,7 +76,7 @@ pub enum Source {
     /// A JSON Pointer into a JSON response (`/data/price`).
     Json { pointer: String },
     /// No source given: the product's price or availability from the page's structured
-    /// data (JSON-LD, then microdata, then meta tags).
+    /// data (JSON-LD, then microdata, RDFa and meta tags).
     Auto,
 }
 
@@ -147,6 +148,7 @@ pub enum Origin {
     Css,
     JsonLd,
     Microdata,
+    Rdfa,
     Meta,
     Json,
     /// The visible page, read when structured data is silent.
@@ -159,6 +161,7 @@ impl Origin {
             Origin::Css => "CSS",
             Origin::JsonLd => "JSON-LD",
             Origin::Microdata => "microdata",
+            Origin::Rdfa => "RDFa",
             Origin::Meta => "meta tags",
             Origin::Json => "JSON",
             Origin::Visible => "the visible page",

@@ -18,15 +18,23 @@ pub(super) fn marker_suffix(word: &str) -> Option<Marker> {
         starts[n] = i;
         n += 1;
     }
-    // Longest first: "US$" before "$".
+    // Longest first: "US$" before "$"; a symbol that starts with a letter starts a word
+    // ("BONUS$" holds "$", not "US$").
     starts[..n]
         .iter()
         .rev()
+        .filter(|&&i| on_boundary(word[..i].chars().next_back(), word[i..].chars().next()))
         .find_map(|&i| currency::symbol(&word[i..]))
 }
 
 /// A currency at the start of the word after a number: "€", "€*", "円（税込）", "zł".
 pub(super) fn marker_prefix(word: &str) -> Option<Marker> {
+    // One Latin letter after a number is a unit or a model ("2L", "4K", "3Q"): the currencies
+    // written so (Q, L, R, N) go before the number.
+    let mut letters = trim_punctuation(word).chars();
+    if letters.next().is_some_and(|c| c.is_ascii_alphabetic()) && letters.next().is_none() {
+        return None;
+    }
     if let Some(m) = marker_word(word) {
         return Some(m);
     }
@@ -42,7 +50,16 @@ pub(super) fn marker_prefix(word: &str) -> Option<Marker> {
     ends[..n]
         .iter()
         .rev()
+        .filter(|&&end| on_boundary(word[..end].chars().next_back(), word[end..].chars().next()))
         .find_map(|&end| currency::symbol(&word[..end]))
+}
+
+/// Whether a cut between two characters may end a symbol made of letters: not between two
+/// letters of a script that spaces its words, where it would cut a word ("20$US" is "$" and
+/// "US", not "$U"). Scripts without case print words unspaced ("99元起"), so any cut is one.
+fn on_boundary(before: Option<char>, after: Option<char>) -> bool {
+    let cased = |c: char| c.is_lowercase() || c.is_uppercase();
+    !(before.is_some_and(cased) && after.is_some_and(cased))
 }
 
 pub(super) fn marker_word(word: &str) -> Option<Marker> {
