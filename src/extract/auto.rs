@@ -1,14 +1,14 @@
 //! URL-only fields: the product's price or availability from the page's structured data,
 //! most reliable first, and from the visible page only when that is silent.
 
-use scraper::Html;
 use serde_json::Value;
 
 use super::convert::{Input, preview, read_price};
+use super::microdata::{self, Marked};
 use super::offer::{self, Identity, Offered};
 use super::page::Page;
 use super::price::Price;
-use super::{Field, FieldError, FieldKind, Origin, availability, microdata, visible};
+use super::{Field, FieldError, FieldKind, Origin, availability, visible};
 
 /// A price or availability with no source: the page's structured data, most reliable first.
 pub(super) fn automatic(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
@@ -21,9 +21,9 @@ pub(super) fn automatic(field: &Field, page: &Page<'_>) -> Result<(Value, Origin
 }
 
 /// A structured source of the product's price, read from the parsed page.
-type PriceReader = fn(&Html) -> Option<microdata::Found>;
+type PriceReader = fn(&Marked<'_>) -> Option<microdata::Found>;
 /// A structured source of the product's availability, as written.
-type StockReader<'a> = dyn Fn(&Html) -> Option<String> + 'a;
+type StockReader = fn(&Marked<'_>) -> Option<String>;
 
 fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
     let html = page.html();
@@ -63,8 +63,9 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
         (microdata::rdfa_price, Origin::Rdfa),
         (microdata::meta_price, Origin::Meta),
     ];
+    let marked = Marked::of(html);
     for (read, origin) in fallbacks {
-        let Some(found) = read(html) else { continue };
+        let Some(found) = read(&marked) else { continue };
         let input = Input {
             text: found.text,
             json_number: false,
@@ -84,22 +85,23 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
 
 fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
     let html = page.html();
-    let from_jsonld = |_: &Html| {
-        page.graph()
-            .product()
-            .and_then(|p| p.availability())
-            .map(str::to_owned)
-    };
-    let readers: [(&StockReader<'_>, Origin); 4] = [
-        (&from_jsonld, Origin::JsonLd),
-        (&microdata::availability, Origin::Microdata),
-        (&microdata::rdfa_availability, Origin::Rdfa),
-        (&microdata::meta_availability, Origin::Meta),
-    ];
-    // Each source is read only when the ones before it said nothing.
-    let structured = readers.into_iter().find_map(|(read, origin)| {
-        let name = availability::normalise(&read(html)?)?;
+    let known = |text: Option<&str>, origin| {
+        let name = availability::normalise(text?)?;
         Some((Value::String(name.to_owned()), origin))
+    };
+    let from_jsonld = page.graph().product().and_then(|p| p.availability());
+    // The page is walked for the other sources only when JSON-LD said nothing; each is read
+    // only when the ones before it said nothing.
+    let structured = known(from_jsonld, Origin::JsonLd).or_else(|| {
+        let marked = Marked::of(html);
+        let readers: [(StockReader, Origin); 3] = [
+            (microdata::availability, Origin::Microdata),
+            (microdata::rdfa_availability, Origin::Rdfa),
+            (microdata::meta_availability, Origin::Meta),
+        ];
+        readers
+            .into_iter()
+            .find_map(|(read, origin)| known(read(&marked).as_deref(), origin))
     });
     if let Some(found) = structured {
         return Ok(found);

@@ -10,6 +10,37 @@ fn selector(css: &str) -> Selector {
     Selector::parse(css).expect("valid built-in selector")
 }
 
+/// The elements that can carry structured data, in document order: those with an `itemprop`
+/// or a `property` (meta tags included), the subjects of every selector below. Found in one
+/// walk, so that a page without structured data costs one walk of its tree, not one per
+/// selector and source.
+pub struct Marked<'a> {
+    elements: Vec<ElementRef<'a>>,
+}
+
+impl<'a> Marked<'a> {
+    pub fn of(document: &'a Html) -> Self {
+        let elements = document
+            .root_element()
+            .descendants()
+            .filter_map(ElementRef::wrap)
+            .filter(|e| {
+                e.value()
+                    .attrs()
+                    .any(|(name, _)| name == "itemprop" || name == "property")
+            })
+            .collect();
+        Marked { elements }
+    }
+
+    fn select<'s>(&'s self, selector: &'s Selector) -> impl Iterator<Item = ElementRef<'a>> + 's {
+        self.elements
+            .iter()
+            .copied()
+            .filter(|element| selector.matches(element))
+    }
+}
+
 /// A value read from the page and the currency printed beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -29,7 +60,12 @@ fn read(element: ElementRef<'_>, attrs: &[&str]) -> Option<String> {
 }
 
 /// The first `itemprop` of a Product's scope, else the first on the page.
-fn first(document: &Html, scoped: &Selector, any: &Selector, attrs: &[&str]) -> Option<String> {
+fn first(
+    document: &Marked<'_>,
+    scoped: &Selector,
+    any: &Selector,
+    attrs: &[&str],
+) -> Option<String> {
     document
         .select(scoped)
         .chain(document.select(any))
@@ -39,7 +75,7 @@ fn first(document: &Html, scoped: &Selector, any: &Selector, attrs: &[&str]) -> 
 /// The first price in a Product's scope; else, outside any, the page's prices when they are one
 /// product's worth (all the same amount): several different ones are a list of products, and
 /// the first of them is as likely another product's as this one's.
-fn price_of(document: &Html, scoped: &Selector, any: &Selector) -> Option<String> {
+fn price_of(document: &Marked<'_>, scoped: &Selector, any: &Selector) -> Option<String> {
     const ATTRS: &[&str] = &["content", "value"];
     if let Some(text) = document.select(scoped).find_map(|e| read(e, ATTRS)) {
         return Some(text);
@@ -78,14 +114,14 @@ impl Vocabulary {
         }
     }
 
-    fn price(&self, document: &Html) -> Option<Found> {
+    fn price(&self, document: &Marked<'_>) -> Option<Found> {
         let text = price_of(document, &self.price[0], &self.price[1])?;
         let [scoped, any] = &self.currency;
         let currency = first(document, scoped, any, &["content", "value"]);
         Some(Found { text, currency })
     }
 
-    fn availability(&self, document: &Html) -> Option<String> {
+    fn availability(&self, document: &Marked<'_>) -> Option<String> {
         let [scoped, any] = &self.availability;
         first(document, scoped, any, &["href", "content", "resource"])
     }
@@ -112,29 +148,29 @@ static RDFA: LazyLock<Vocabulary> = LazyLock::new(|| {
     )
 });
 
-pub fn price(document: &Html) -> Option<Found> {
+pub fn price(document: &Marked<'_>) -> Option<Found> {
     MICRODATA.price(document)
 }
 
-pub fn availability(document: &Html) -> Option<String> {
+pub fn availability(document: &Marked<'_>) -> Option<String> {
     MICRODATA.availability(document)
 }
 
-pub fn rdfa_price(document: &Html) -> Option<Found> {
+pub fn rdfa_price(document: &Marked<'_>) -> Option<Found> {
     RDFA.price(document)
 }
 
-pub fn rdfa_availability(document: &Html) -> Option<String> {
+pub fn rdfa_availability(document: &Marked<'_>) -> Option<String> {
     RDFA.availability(document)
 }
 
-fn meta(document: &Html, selectors: &Selector) -> Option<String> {
+fn meta(document: &Marked<'_>, selectors: &Selector) -> Option<String> {
     document
         .select(selectors)
         .find_map(|e| read(e, &["content"]))
 }
 
-pub fn meta_price(document: &Html) -> Option<Found> {
+pub fn meta_price(document: &Marked<'_>) -> Option<Found> {
     static AMOUNT: LazyLock<Selector> = LazyLock::new(|| {
         selector(r#"meta[property="product:price:amount"], meta[property="og:price:amount"]"#)
     });
@@ -148,7 +184,7 @@ pub fn meta_price(document: &Html) -> Option<Found> {
     })
 }
 
-pub fn meta_availability(document: &Html) -> Option<String> {
+pub fn meta_availability(document: &Marked<'_>) -> Option<String> {
     static AVAILABILITY: LazyLock<Selector> = LazyLock::new(|| {
         selector(r#"meta[property="product:availability"], meta[property="og:availability"]"#)
     });
@@ -169,11 +205,11 @@ mod tests {
               <link itemprop="availability" href="https://schema.org/InStock">
             </div>"#,
         );
-        let found = price(&page).unwrap();
+        let found = price(&Marked::of(&page)).unwrap();
         assert_eq!(found.text, "1299.99");
         assert_eq!(found.currency.as_deref(), Some("USD"));
         assert_eq!(
-            availability(&page).as_deref(),
+            availability(&Marked::of(&page)).as_deref(),
             Some("https://schema.org/InStock")
         );
     }
@@ -186,7 +222,7 @@ mod tests {
               <meta itemprop="price" content="24.90"><span itemprop="price">24,90 €</span>
               <meta itemprop="priceCurrency" content="EUR"></div>"#,
         );
-        let found = price(&one).unwrap();
+        let found = price(&Marked::of(&one)).unwrap();
         assert_eq!(
             (found.text.as_str(), found.currency.as_deref()),
             ("24.90", Some("EUR"))
@@ -195,7 +231,7 @@ mod tests {
             r#"<li itemscope itemtype="https://schema.org/Offer"><meta itemprop="price" content="9.99"></li>
                <li itemscope itemtype="https://schema.org/Offer"><meta itemprop="price" content="24.90"></li>"#,
         );
-        assert_eq!(price(&listing), None);
+        assert_eq!(price(&Marked::of(&listing)), None);
     }
 
     #[test]
@@ -206,16 +242,16 @@ mod tests {
               <meta property="schema:priceCurrency" content="EUR">
               <link property="schema:availability" href="https://schema.org/InStock"></div></div>"#,
         );
-        let found = rdfa_price(&prefixed).unwrap();
+        let found = rdfa_price(&Marked::of(&prefixed)).unwrap();
         assert_eq!(
             (found.text.as_str(), found.currency.as_deref()),
             ("1299.00", Some("EUR"))
         );
         assert_eq!(
-            rdfa_availability(&prefixed).as_deref(),
+            rdfa_availability(&Marked::of(&prefixed)).as_deref(),
             Some("https://schema.org/InStock")
         );
-        assert_eq!(price(&prefixed), None, "RDFa is not microdata");
+        assert_eq!(price(&Marked::of(&prefixed)), None, "RDFa is not microdata");
 
         let vocab = Html::parse_document(
             r#"<div vocab="https://schema.org/" typeof="Product"><span property="name">W</span>
@@ -223,13 +259,13 @@ mod tests {
               <span property="priceCurrency" content="USD">$</span>
               <link property="availability" resource="https://schema.org/OutOfStock"></div></div>"#,
         );
-        let found = rdfa_price(&vocab).unwrap();
+        let found = rdfa_price(&Marked::of(&vocab)).unwrap();
         assert_eq!(
             (found.text.as_str(), found.currency.as_deref()),
             ("19.99", Some("USD"))
         );
         assert_eq!(
-            rdfa_availability(&vocab).as_deref(),
+            rdfa_availability(&Marked::of(&vocab)).as_deref(),
             Some("https://schema.org/OutOfStock")
         );
     }
@@ -241,12 +277,15 @@ mod tests {
             <meta property="product:price:currency" content="EUR">
             <meta property="og:availability" content="instock"></head>"#,
         );
-        let found = meta_price(&page).unwrap();
+        let found = meta_price(&Marked::of(&page)).unwrap();
         assert_eq!(
             (found.text.as_str(), found.currency.as_deref()),
             ("24.90", Some("EUR"))
         );
-        assert_eq!(meta_availability(&page).as_deref(), Some("instock"));
-        assert_eq!(price(&page), None);
+        assert_eq!(
+            meta_availability(&Marked::of(&page)).as_deref(),
+            Some("instock")
+        );
+        assert_eq!(price(&Marked::of(&page)), None);
     }
 }

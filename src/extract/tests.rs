@@ -118,6 +118,13 @@ fn an_optional_field_that_matches_nothing_is_null() {
     assert_eq!(extract(&[field], PAGE).unwrap()["badge"], Value::Null);
 }
 
+/// The CPU time this thread has spent. Bounds on hostile pages are read on it: other work on
+/// a loaded machine stretches the wall clock, not this.
+pub(super) fn thread_cpu() -> std::time::Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
 pub(super) const NO_ANCHOR: &str = "without a product title (h1) or a buy button to start from";
 
 pub(super) fn field(name: &str, source: Source, kind: FieldKind) -> Field {
