@@ -77,7 +77,8 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
     }
     // Structured data is silent: only now is the visible page read, so that pages with it
     // cost no more than before.
-    let found = visible::price(html, field.currency).map_err(FieldError::NoAutoPrice)?;
+    let found =
+        visible::price(html, page.anchors(), field.currency).map_err(FieldError::NoAutoPrice)?;
     let raw = preview(&found.text);
     page.record_path(&field.name, found.path);
     Ok((found.value.to_value(&raw), Origin::Visible))
@@ -106,7 +107,8 @@ fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Orig
     if let Some(found) = structured {
         return Ok(found);
     }
-    let found = visible::availability(html).map_err(FieldError::NoAutoAvailability)?;
+    let found =
+        visible::availability(html, page.anchors()).map_err(FieldError::NoAutoAvailability)?;
     page.record_path(&field.name, found.path);
     Ok((Value::String(found.value.to_owned()), Origin::Visible))
 }

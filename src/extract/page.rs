@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use scraper::Html;
 use serde_json::Value;
 
-use super::{FieldError, json, jsonld};
+use super::{FieldError, json, jsonld, visible};
 
 /// A body, and the forms of it the fields need, each made at most once.
 pub(super) struct Page<'b> {
@@ -15,6 +15,8 @@ pub(super) struct Page<'b> {
     html: Option<Html>,
     graph: OnceCell<jsonld::Graph>,
     json: OnceCell<Result<Value, FieldError>>,
+    /// The product's title and buy button, shared by the price and availability readings.
+    anchors: OnceCell<visible::Anchors>,
     /// Paths of the values the visible-page reading found, by field.
     visible_paths: RefCell<BTreeMap<String, String>>,
 }
@@ -26,6 +28,7 @@ impl<'b> Page<'b> {
             html,
             graph: OnceCell::new(),
             json: OnceCell::new(),
+            anchors: OnceCell::new(),
             visible_paths: RefCell::default(),
         }
     }
@@ -46,6 +49,11 @@ impl<'b> Page<'b> {
             .get_or_init(|| json::parse(self.body))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    pub(super) fn anchors(&self) -> &visible::Anchors {
+        self.anchors
+            .get_or_init(|| visible::Anchors::of(self.html()))
     }
 
     /// Note where on the visible page a field's value was read.

@@ -33,16 +33,16 @@ pub struct Found<T> {
 
 /// The product's anchors: its title and its buy button, when the page has them, each with the
 /// ids of its lineage (itself, then its ancestors), walked once so that every candidate's
-/// distance and containment are a lookup rather than another walk.
-pub(crate) struct Anchors<'a> {
-    title: Option<ElementRef<'a>>,
-    buy: Option<ElementRef<'a>>,
+/// distance and containment are a lookup rather than another walk. Found once per page and
+/// kept by ids, so that the price and the availability readings share them.
+pub(crate) struct Anchors {
+    buy: Option<NodeId>,
     /// Each anchor's lineage, nearest first.
     lineages: Vec<Vec<NodeId>>,
 }
 
-impl<'a> Anchors<'a> {
-    pub(crate) fn of(html: &'a Html) -> Self {
+impl Anchors {
+    pub(crate) fn of(html: &Html) -> Self {
         let (title, buy) = (anchor::title(html), anchor::buy_button(html));
         let lineages = [title, buy]
             .into_iter()
@@ -55,21 +55,32 @@ impl<'a> Anchors<'a> {
             })
             .collect();
         Anchors {
-            title,
-            buy,
+            buy: buy.map(|b| b.id()),
             lineages,
         }
     }
 
+    /// Whether the page shows neither a title nor a buy button.
+    fn is_empty(&self) -> bool {
+        self.lineages.is_empty()
+    }
+
+    /// The buy button, in the page the anchors were found in.
+    fn buy<'a>(&self, html: &'a Html) -> Option<ElementRef<'a>> {
+        self.buy
+            .and_then(|id| html.tree.get(id))
+            .and_then(ElementRef::wrap)
+    }
+
     /// Whether `e` is an anchor or holds one.
-    fn holds(&self, e: ElementRef<'a>) -> bool {
+    fn holds(&self, e: ElementRef<'_>) -> bool {
         self.lineages.iter().any(|up| up.contains(&e.id()))
     }
 
     /// Tree steps from `node` to the nearer anchor, None without anchors: steps up from each
     /// to their nearest common ancestor. The walks are bounded by the depth of the tree, which
     /// the markup pass caps.
-    fn distance(&self, node: NodeRef<'a, Node>) -> Option<usize> {
+    fn distance(&self, node: NodeRef<'_, Node>) -> Option<usize> {
         self.lineages
             .iter()
             .map(|up| {
@@ -86,7 +97,10 @@ impl<'a> Anchors<'a> {
 }
 
 /// Element and ancestors, nearest first, at most `levels` of them.
-fn lineage<'a>(node: NodeRef<'a, Node>, levels: usize) -> impl Iterator<Item = ElementRef<'a>> {
+fn lineage<'a>(
+    node: NodeRef<'a, Node>,
+    levels: usize,
+) -> impl Iterator<Item = ElementRef<'a>> + Clone {
     std::iter::once(node)
         .chain(node.ancestors())
         .filter_map(ElementRef::wrap)

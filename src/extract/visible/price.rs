@@ -174,9 +174,13 @@ impl std::fmt::Display for Why {
     }
 }
 
-/// The product's price on the visible page, or why there is none.
-pub fn price(html: &Html, hint: Option<&'static str>) -> Result<Found<Price>, Reason> {
-    scan(html, hint, None)
+/// The product's price on the visible page, whose anchors are `anchors`, or why there is none.
+pub fn price(
+    html: &Html,
+    anchors: &Anchors,
+    hint: Option<&'static str>,
+) -> Result<Found<Price>, Reason> {
+    scan(html, anchors, hint, None)
 }
 
 /// As `price`, also giving every other number that reads as a price and why it was not taken.
@@ -185,7 +189,7 @@ pub fn price_explained(
     hint: Option<&'static str>,
 ) -> (Result<Found<Price>, Reason>, Vec<Rejected>) {
     let mut rejected = Vec::new();
-    let found = scan(html, hint, Some(&mut rejected));
+    let found = scan(html, &Anchors::of(html), hint, Some(&mut rejected));
     (found, rejected)
 }
 
@@ -193,11 +197,11 @@ pub fn price_explained(
 /// every number is judged, not only those that could still win.
 fn scan(
     html: &Html,
+    anchors: &Anchors,
     hint: Option<&'static str>,
     mut rejected: Option<&mut Vec<Rejected>>,
 ) -> Result<Found<Price>, Reason> {
-    let anchors = Anchors::of(html);
-    if anchors.title.is_none() && anchors.buy.is_none() {
+    if anchors.is_empty() {
         return Err("without a product title (h1) or a buy button to start from");
     }
     let mut candidates = Vec::new();
@@ -218,25 +222,34 @@ fn scan(
         }
         // A price split over spans ("€ <b>24</b>,<sup>99</sup>") reads whole a level or two up.
         // Never as far up as a block that holds the title or the button.
-        let found = lineage(node, 3)
-            .take_while(|e| !anchors.holds(*e))
-            .find_map(|e| {
-                let label = read.entry(e.id()).or_insert_with(|| {
-                    let text = short_text(e, MAX_LABEL)?;
-                    let price = price::parse(&text, None)?;
-                    price.currency.is_some().then_some((text, price))
-                });
-                label.clone().map(|label| (e, label))
+        let mut levels = lineage(node, 3).take_while(|e| !anchors.holds(*e));
+        // A number that cannot score as well as the best candidate so far cannot be chosen nor
+        // make the choice ambiguous: unless every rejection is asked for, it is neither read
+        // nor judged, which on a page of many related products is most of the work. Here,
+        // before its text is read, it is skipped when no level it could be read at is near
+        // enough; below, when the element it reads at is not.
+        if rejected.is_none()
+            && let Some(best) = best
+            && levels
+                .clone()
+                .all(|e| anchors.distance(*e).is_none_or(|d| least_score(d) > best))
+        {
+            continue;
+        }
+        let found = levels.find_map(|e| {
+            let label = read.entry(e.id()).or_insert_with(|| {
+                let text = short_text(e, MAX_LABEL)?;
+                let price = price::parse(&text, None)?;
+                price.currency.is_some().then_some((text, price))
             });
+            label.clone().map(|label| (e, label))
+        });
         let Some((element, (text, unhinted))) = found else {
             continue;
         };
         if !seen.insert(element.id()) {
             continue;
         }
-        // A number that cannot score as well as the best candidate so far cannot be chosen nor
-        // make the choice ambiguous: it is not judged, which on a page of many related
-        // products is most of the work.
         let Some(distance) = anchors.distance(*element) else {
             continue;
         };

@@ -13,9 +13,8 @@ const MAX_DISTANCE: usize = 8;
 const MAX_LABEL: usize = 80;
 const MAX_TEXTS: usize = 200_000;
 
-/// The availability the visible page shows, or why it shows none.
-pub fn availability(html: &Html) -> Result<Found<&'static str>, Reason> {
-    let anchors = Anchors::of(html);
+/// The availability the visible page, whose anchors are `anchors`, shows, or why it shows none.
+pub fn availability(html: &Html, anchors: &Anchors) -> Result<Found<&'static str>, Reason> {
     let mut said: Option<(&'static str, String, String)> = None;
     let mut conflict = false;
     for (count, node) in html.tree.root().descendants().enumerate() {
@@ -56,7 +55,7 @@ pub fn availability(html: &Html) -> Result<Found<&'static str>, Reason> {
     if let Some((value, path, text)) = said {
         return Ok(Found { value, path, text });
     }
-    match anchors.buy {
+    match anchors.buy(html) {
         Some(button) => Ok(Found {
             value: if is_disabled(button) {
                 "OutOfStock"
