@@ -7,9 +7,13 @@
 //! renders it, as the shops that need a browser do. Each pass renders every page once through
 //! `Browser::fetch` (a fresh context per page, images, media and fonts refused, waiting for the
 //! load event and a quiet network) with max_tabs pages in flight, after one warm-up page that
-//! starts the browser. Memory is sampled every 100 ms (`PAGEHOOK_BENCH_SAMPLE_MS`): the sum of RSS (shared pages counted once
-//! per process, so it over-counts) and the sum of PSS (shared pages split among the processes
-//! that map them: the memory the machine really spends).
+//! starts the browser. Memory is sampled every 100 ms (`PAGEHOOK_BENCH_SAMPLE_MS`): the sum of
+//! RSS (shared pages counted once per process, so it over-counts) and, every fifth sample, the
+//! sum of PSS (shared pages split among the processes that map them: the memory the machine
+//! really spends). CPU s/page is the CPU time of this process (pagehook and the loopback shop)
+//! and of every browser process during the pass, per page, less the sampler's own; it hardly
+//! depends on what else the machine is doing, where pages/s does. `PAGEHOOK_BENCH_TABS=4` (a
+//! comma list) runs only those passes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,27 +85,49 @@ fn pids(group: Option<u32>) -> Vec<u32> {
     pids
 }
 
-/// utime + stime of `pid`, in clock ticks (100 a second on Linux).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU time of the process at `stat` (a `/proc/.../stat` path) and of its children it has
+/// reaped, in clock ticks (100 a second on Linux): utime + stime + cutime + cstime. A renderer
+/// that is gone counts in its zygote's cutime and cstime, all of it, however short it lived.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    fields[11..15].iter().map(|f| f.parse::<u64>().ok()).sum()
 }
 
-/// (RSS, PSS) of `pid` in KiB, from smaps_rollup.
-fn memory(pid: u32) -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
-        return (0, 0);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("Rss:"), field("Pss:"))
+/// CPU ticks of this process and every process of `group`, less the calling thread's: the
+/// memory sampler's reading of /proc is the bench's cost, not pagehook's.
+fn group_ticks(group: Option<u32>) -> u64 {
+    let all: u64 = pids(group)
+        .iter()
+        .filter_map(|&p| cpu_ticks(&format!("/proc/{p}/stat")))
+        .sum();
+    all - cpu_ticks("/proc/thread-self/stat").unwrap_or(0)
 }
+
+/// RSS of `pid` in KiB, from the kernel's counters: cheap.
+fn rss(pid: u32) -> u64 {
+    kib_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// PSS of `pid` in KiB, from smaps_rollup, which walks the process's page tables: costly,
+/// so read less often.
+fn pss(pid: u32) -> u64 {
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+fn kib_field(path: &str, name: &str) -> u64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// PSS is read every this many samples of RSS.
+const PSS_EVERY: u64 = 5;
 
 struct Pass {
     pages: usize,
@@ -155,37 +181,29 @@ async fn pass(addr: std::net::SocketAddr, max_tabs: usize, pages: u32) -> Pass {
             .unwrap_or(100),
     );
     let done = Arc::new(AtomicBool::new(false));
+    let (ready, started) = tokio::sync::oneshot::channel();
     let sampler = {
         let done = done.clone();
         tokio::task::spawn_blocking(move || {
+            let before = group_ticks(group);
+            let _ = ready.send(());
             let (mut peak_rss, mut peak_pss, mut processes) = (0, 0, 0);
-            // CPU ticks per process, the last seen: a renderer's ticks count once it is gone.
-            let mut ticks = std::collections::HashMap::new();
             let mut round = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let pids = pids(group);
-                for &pid in &pids {
-                    if let Some(t) = cpu_ticks(pid) {
-                        ticks.insert(pid, t);
-                    }
-                }
-                // smaps_rollup walks page tables: costly, so read less often than the CPU.
-                if round % (interval.as_millis() as u64 / 20).max(1) == 0 {
-                    let (rss, pss) = pids
-                        .iter()
-                        .map(|&p| memory(p))
-                        .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
-                    peak_rss = peak_rss.max(rss);
-                    peak_pss = peak_pss.max(pss);
+                peak_rss = peak_rss.max(pids.iter().map(|&p| rss(p)).sum());
+                if round % PSS_EVERY == 0 {
+                    peak_pss = peak_pss.max(pids.iter().map(|&p| pss(p)).sum());
                 }
                 processes = processes.max(pids.len());
                 round += 1;
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(interval);
             }
-            (peak_rss, peak_pss, processes, ticks)
+            let cpu = group_ticks(group).saturating_sub(before) as f64 / 100.0;
+            (peak_rss, peak_pss, processes, cpu)
         })
     };
-    let ticks_before: u64 = pids(group).iter().filter_map(|&p| cpu_ticks(p)).sum();
+    started.await.unwrap();
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for id in 1..=pages {
@@ -197,8 +215,7 @@ async fn pass(addr: std::net::SocketAddr, max_tabs: usize, pages: u32) -> Pass {
     }
     let wall = start.elapsed();
     done.store(true, Ordering::Relaxed);
-    let (peak_rss, peak_pss, processes, ticks) = sampler.await.unwrap();
-    let cpu = (ticks.values().sum::<u64>().saturating_sub(ticks_before)) as f64 / 100.0;
+    let (peak_rss, peak_pss, processes, cpu) = sampler.await.unwrap();
     browser.close().await;
     Pass {
         pages: pages as usize,
@@ -234,7 +251,11 @@ fn main() {
             "| max_tabs | wall | pages/s | CPU s/page | failed | peak RSS (sum) | peak PSS (sum) | processes |"
         );
         println!("|---|---|---|---|---|---|---|---|");
-        for max_tabs in [1, 2, 4] {
+        let tabs: Vec<usize> = match std::env::var("PAGEHOOK_BENCH_TABS") {
+            Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+            Err(_) => vec![1, 2, 4],
+        };
+        for max_tabs in tabs {
             let p = pass(addr, max_tabs, pages).await;
             let mib = |kib: u64| kib as f64 / 1024.0;
             println!(

@@ -154,13 +154,35 @@ impl Connection {
         (connection, receiver)
     }
 
-    /// Call `method` on the browser (`session` None) or on one attached page.
-    pub(super) async fn call(
+    /// Call `method` on the browser (`session` None) or on one attached page. The call is sent
+    /// now, before the answer is awaited, so that calls started one after another go out
+    /// together and are answered in order.
+    pub(super) fn call(
         &self,
         session: Option<&str>,
         method: &str,
         params: Value,
-    ) -> Result<Value, CdpError> {
+    ) -> impl Future<Output = Result<Value, CdpError>> + Send + 'static {
+        let sent = self.send(session, method, params);
+        let method = method.to_owned();
+        async move {
+            // A call dropped before its answer leaves its route behind until the answer comes
+            // or the connection closes; both happen, since every call is bounded by a page's
+            // timeout.
+            match sent?.await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(message)) => Err(CdpError::Protocol { method, message }),
+                Err(_) => Err(CdpError::Closed),
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<oneshot::Receiver<Result<Value, String>>, CdpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         {
@@ -178,16 +200,7 @@ impl Connection {
             self.routes.lock().expect("not poisoned").calls.remove(&id);
             return Err(CdpError::Closed);
         }
-        // A call dropped before its answer leaves its route behind until the answer comes or
-        // the connection closes; both happen, since every call is bounded by a page's timeout.
-        match answer.await {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(message)) => Err(CdpError::Protocol {
-                method: method.to_owned(),
-                message,
-            }),
-            Err(_) => Err(CdpError::Closed),
-        }
+        Ok(answer)
     }
 
     /// The events of one session, from now until it detaches or the connection closes.
