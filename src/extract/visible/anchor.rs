@@ -48,6 +48,7 @@ const BUY_WORDS: &[&str] = &[
     "vložit do košíku",
     "kúpiť",
     "koupit",
+    "kupi",
     "lägg i varukorgen",
     "köp",
     "læg i kurv",
@@ -111,7 +112,7 @@ pub(super) fn is_buy(e: ElementRef<'_>) -> bool {
 pub(super) fn buy_button(html: &Html) -> Option<ElementRef<'_>> {
     static BUTTONS: LazyLock<Selector> = LazyLock::new(|| {
         selector(
-            r#"button, input[type="submit"], input[type="button"], a[role="button"], [class*="cart"], [id*="cart"], [class*="buy"], [id*="buy"]"#,
+            r#"button, input[type="submit"], input[type="button"], a[role="button"], form a, [class*="cart"], [id*="cart"], [class*="buy"], [id*="buy"]"#,
         )
     });
     html.select(&BUTTONS)

@@ -245,6 +245,28 @@ fn stock_from_the_buy_button_and_the_wording_near_it() {
     ));
 }
 
+/// A link that submits the product's form is its buy button, in the page's language ("Kupi",
+/// Croatian); a link elsewhere is only a link.
+#[test]
+fn a_link_in_the_products_form_is_its_buy_button() {
+    let page = shop(
+        r#"<div class="prices"><span class="price-new">270,00 Kn</span>
+        <span class="price-old">540,00 Kn</span></div>
+        <form method="post" action="/cart/add"><input type="hidden" name="id" value="380">
+        <a class="cta" href="/cart/add">Kupi</a></form>"#,
+        "",
+    );
+    let found = run(&page).unwrap();
+    assert_eq!(found.values["price"]["amount"], "270.00");
+    assert_eq!(found.values["price"]["currency"], "HRK");
+    assert_eq!(found.values["stock"], "InStock");
+    let link = shop(r#"<a class="cta" href="/p/2">Kupi</a>"#, "");
+    assert!(matches!(
+        stock(&link),
+        Err(FieldError::NoAutoAvailability(_))
+    ));
+}
+
 #[test]
 fn structured_data_is_read_first() {
     let page = shop(
