@@ -43,7 +43,7 @@ const BUY_WORDS: &[&str] = &[
     "in winkelwagen",
     "toevoegen aan winkelwagen",
     "in winkelmand",
-    "dodaj do koszyka",
+    "do koszyka",
     "do košíku",
     "do košíka",
     "vložit do košíku",

@@ -281,6 +281,12 @@ fn a_buttons_hidden_labels_and_an_options_availability_are_not_the_products() {
         "",
     );
     assert_eq!(stock(&page).as_deref(), Ok("InStock"));
+    let polish = shop(
+        r#"<a class="add-to-basket" href="/cart/add"><span>do koszyka</span>
+        <span class="unavailable">Produkt niedostępny</span></a>"#,
+        "",
+    );
+    assert_eq!(stock(&polish).as_deref(), Ok("InStock"));
     let sold_out = shop(r#"<button class="add-to-cart">Sold out</button>"#, "");
     assert_eq!(stock(&sold_out).as_deref(), Ok("SoldOut"));
 }
