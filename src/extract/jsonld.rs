@@ -54,10 +54,17 @@ impl Graph {
                 || p.get("hasVariant")
                     .is_some_and(|v| first_objects(v).any(|v| v.contains_key("offers")))
         });
-        with_offers.or(products.first()).map(|map| Node {
-            map,
-            ids: ids.clone(),
-        })
+        let map = *with_offers.or(products.first())?;
+        // The same product printed once per size or colour, each node with its own offer: the
+        // others are its variants, as if listed under `hasVariant`.
+        let name = map.get("name").and_then(scalar_str);
+        let siblings = products
+            .iter()
+            .filter(|p| !std::ptr::eq(**p, map) && p.contains_key("offers"))
+            .filter(|p| name.is_some() && p.get("name").and_then(scalar_str) == name)
+            .copied()
+            .collect();
+        Some(Node { map, ids, siblings })
     }
 
     fn ids(&self) -> HashMap<&str, &Map<String, Value>> {
@@ -74,6 +81,8 @@ impl Graph {
 pub struct Node<'a> {
     map: &'a Map<String, Value>,
     ids: HashMap<&'a str, &'a Map<String, Value>>,
+    /// Other nodes of the same product (one per size), read as its variants.
+    siblings: Vec<&'a Map<String, Value>>,
 }
 
 /// A scalar found by a path, and the object holding it (whose `priceCurrency` a price needs).
@@ -153,12 +162,12 @@ impl<'a> Node<'a> {
         if let Some(offers) = self.map.get("offers") {
             self.collect_offers(offers, &mut out, 0);
         }
-        for variant in self
+        let listed = self
             .map
             .get("hasVariant")
             .into_iter()
-            .flat_map(first_objects)
-        {
+            .flat_map(first_objects);
+        for variant in listed.chain(self.siblings.iter().copied()) {
             let Some(offers) = variant.get("offers") else {
                 continue;
             };
@@ -574,6 +583,36 @@ mod tests {
                 {"priceType": "StrikethroughPrice", "price": 50}]}}"#,
         );
         assert!(graph(&only_list).product().unwrap().offers().is_empty());
+    }
+
+    /// One Product node per size, all of one name: in stock when any size is; a related
+    /// product of another name is not one of them.
+    #[test]
+    fn products_of_one_name_are_its_sizes() {
+        let page = script(
+            r#"[{"@type": "Product", "name": "Boot", "sku": "B-35",
+                 "offers": {"price": "69.95", "availability": "OutOfStock"}},
+                {"@type": "Product", "name": "Boot", "sku": "B-36",
+                 "offers": {"price": "69.95", "availability": "InStock"}},
+                {"@type": "Product", "name": "Sock", "sku": "S-1",
+                 "offers": {"price": "5", "availability": "InStock"}}]"#,
+        );
+        let g = graph(&page);
+        let product = g.product().unwrap();
+        assert_eq!(product.availability(), Some("InStock"));
+        let skus: Vec<_> = product.offers().iter().map(|o| o.sku).collect();
+        assert_eq!(skus, [None, Some("B-36")]);
+
+        let alone = script(
+            r#"[{"@type": "Product", "name": "Boot",
+                 "offers": {"price": "69.95", "availability": "OutOfStock"}},
+                {"@type": "Product", "name": "Sock",
+                 "offers": {"price": "5", "availability": "InStock"}}]"#,
+        );
+        assert_eq!(
+            graph(&alone).product().unwrap().availability(),
+            Some("OutOfStock")
+        );
     }
 
     #[test]

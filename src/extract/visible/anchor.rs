@@ -30,6 +30,7 @@ const BUY_WORDS: &[&str] = &[
     "in den einkaufswagen",
     "jetzt kaufen",
     "ajouter au panier",
+    "à votre panier",
     "acheter",
     "añadir al carrito",
     "añadir a la cesta",
@@ -42,12 +43,13 @@ const BUY_WORDS: &[&str] = &[
     "in winkelwagen",
     "toevoegen aan winkelwagen",
     "in winkelmand",
-    "dodaj do koszyka",
+    "do koszyka",
     "do košíku",
     "do košíka",
     "vložit do košíku",
     "kúpiť",
     "koupit",
+    "kupi",
     "lägg i varukorgen",
     "köp",
     "læg i kurv",
@@ -91,6 +93,12 @@ const BUY_NAMES: &[&str] = &[
     "buybutton",
 ];
 
+/// Whether the element's own text says it buys the product ("Add to cart").
+pub(super) fn says_buy(e: ElementRef<'_>) -> bool {
+    let said = short_text(e, 160).unwrap_or_default().to_lowercase();
+    BUY_WORDS.iter().any(|w| said.contains(w))
+}
+
 /// Whether the element reads as a buy button: its words, value, label or names.
 pub(super) fn is_buy(e: ElementRef<'_>) -> bool {
     let v = e.value();
@@ -111,7 +119,7 @@ pub(super) fn is_buy(e: ElementRef<'_>) -> bool {
 pub(super) fn buy_button(html: &Html) -> Option<ElementRef<'_>> {
     static BUTTONS: LazyLock<Selector> = LazyLock::new(|| {
         selector(
-            r#"button, input[type="submit"], input[type="button"], a[role="button"], [class*="cart"], [id*="cart"], [class*="buy"], [id*="buy"]"#,
+            r#"button, input[type="submit"], input[type="button"], a[role="button"], a[class~="btn"], a[class~="button"], form a, [class*="cart"], [id*="cart"], [class*="basket"], [class*="buy"], [id*="buy"]"#,
         )
     });
     html.select(&BUTTONS)

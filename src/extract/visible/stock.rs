@@ -1,10 +1,11 @@
 //! The product's availability on the visible page: its buy button (there and enabled, or
 //! disabled) and the stock wording near the title and the button.
 
+use ego_tree::NodeRef;
 use scraper::{Html, Node};
 
-use super::anchor::is_disabled;
-use super::{Anchors, Found, Reason, css_path, in_chrome, short_text};
+use super::anchor::{is_disabled, says_buy};
+use super::{Anchors, Found, Reason, css_path, in_chrome, lineage, short_text};
 use crate::extract::availability;
 
 /// How far from an anchor stock wording counts as the product's.
@@ -40,7 +41,7 @@ pub fn availability(html: &Html, anchors: &Anchors) -> Result<Found<&'static str
         let Some(name) = stock_words(&label) else {
             continue;
         };
-        if in_chrome(node) {
+        if in_chrome(node) || in_a_buttons_states(node) {
             continue;
         }
         match &said {
@@ -69,16 +70,34 @@ pub fn availability(html: &Html, anchors: &Anchors) -> Result<Found<&'static str
     }
 }
 
+/// A button or link that says "add to cart" and also holds "sold out" carries a label for each
+/// of its states, for a script to show one: the button's state (enabled or disabled) answers,
+/// not the labels.
+fn in_a_buttons_states(node: NodeRef<'_, Node>) -> bool {
+    lineage(node, 4).any(|e| matches!(e.value().name(), "button" | "a") && says_buy(e))
+}
+
 /// Whether a shopper can buy now at this availability.
 fn bought(name: &str) -> bool {
     !matches!(name, "OutOfStock" | "SoldOut" | "Discontinued")
 }
 
+/// Words that name an option (a way to deliver or collect, a size): "option not available"
+/// says that option cannot be had, not the product.
+const OPTION_WORDS: &[&str] = &[
+    "option", "opcja", "opcji", "opción", "opção", "opzione", "optie",
+];
+
 /// A stock status in a label, leaving out the words a buy button carries ("add to cart"),
-/// which the button itself answers for, and a bare "available" ("available sizes").
+/// which the button itself answers for, a bare "available" ("available sizes"), and an
+/// option's availability.
 fn stock_words(label: &str) -> Option<&'static str> {
     let lower = label.to_lowercase();
-    if lower.contains("add to") || lower.trim() == "available" || lower.contains("notify") {
+    if lower.contains("add to")
+        || lower.trim() == "available"
+        || lower.contains("notify")
+        || OPTION_WORDS.iter().any(|w| lower.contains(w))
+    {
         return None;
     }
     availability::normalise(label)

@@ -247,6 +247,63 @@ fn stock_from_the_buy_button_and_the_wording_near_it() {
     ));
 }
 
+/// A link that submits the product's form is its buy button, in the page's language ("Kupi",
+/// Croatian); a link elsewhere is only a link.
+#[test]
+fn a_link_in_the_products_form_is_its_buy_button() {
+    let page = shop(
+        r#"<div class="prices"><span class="price-new">270,00 Kn</span>
+        <span class="price-old">540,00 Kn</span></div>
+        <form method="post" action="/cart/add"><input type="hidden" name="id" value="380">
+        <a class="cta" href="/cart/add">Kupi</a></form>"#,
+        "",
+    );
+    let found = run(&page).unwrap();
+    assert_eq!(found.values["price"]["amount"], "270.00");
+    assert_eq!(found.values["price"]["currency"], "HRK");
+    assert_eq!(found.values["stock"], "InStock");
+    let link = shop(r#"<a class="cta" href="/p/2">Kupi</a>"#, "");
+    assert!(matches!(
+        stock(&link),
+        Err(FieldError::NoAutoAvailability(_))
+    ));
+}
+
+/// A buy button that holds a label for each of its states, and an unavailable delivery option
+/// beside it: the enabled button answers.
+#[test]
+fn a_buttons_hidden_labels_and_an_options_availability_are_not_the_products() {
+    let page = shop(
+        r#"<span class="price">$5.00</span>
+        <div class="pickup"><div class="label">Option not available for this product</div></div>
+        <a class="add-to-basket" href="/cart/add"><span class="can-buy">Add to cart</span>
+        <span class="cannot-buy">Product unavailable</span></a>
+        <div class="sticky"><a class="add-to-basket" href="/cart/add">
+        <span class="can-buy">Add to cart</span><span class="cannot-buy">Unavailable</span></a></div>"#,
+        "",
+    );
+    assert_eq!(stock(&page).as_deref(), Ok("InStock"));
+    let polish = shop(
+        r#"<a class="add-to-basket" href="/cart/add"><span>do koszyka</span>
+        <span class="unavailable">Produkt niedostępny</span></a>"#,
+        "",
+    );
+    assert_eq!(stock(&polish).as_deref(), Ok("InStock"));
+    let sold_out = shop(r#"<button class="add-to-cart">Sold out</button>"#, "");
+    assert_eq!(stock(&sold_out).as_deref(), Ok("SoldOut"));
+}
+
+/// A link styled as a button is one, and its title may say what it does.
+#[test]
+fn a_link_styled_as_a_button_buys_when_its_title_says_so() {
+    let page = shop(
+        r#"<span class="price">36,99 €</span>
+        <a href="/%23add" class="btn add-product" title="Ajouter Housse à votre panier">Je fonce</a>"#,
+        "",
+    );
+    assert_eq!(stock(&page).as_deref(), Ok("InStock"));
+}
+
 #[test]
 fn structured_data_is_read_first() {
     let page = shop(
