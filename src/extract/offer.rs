@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 
 use rust_decimal::Decimal;
 use scraper::{Html, Selector};
+use url::Url;
 
 /// What the page says about which variant it shows.
 #[derive(Debug, Default)]
@@ -95,18 +96,16 @@ pub(super) fn choose(offers: &[Offered<'_>], page: &Identity) -> Option<usize> {
 /// A URL as pages and offers write it, reduced to what names a page: its path and query, with
 /// no fragment and no trailing slash, whether written absolute or relative to the site.
 fn url_key(url: &str) -> Option<String> {
-    let url = url.trim();
-    let url = url.split('#').next().unwrap_or(url);
-    let path = match url.find("://") {
-        Some(at) => {
-            let rest = &url[at + 3..];
-            rest.find('/').map_or("/", |slash| &rest[slash..])
-        }
-        None if url.starts_with("//") => url[2..].find('/').map_or("/", |s| &url[2 + s..]),
-        None => url,
+    // Any base resolves a relative or protocol-relative URL; only the path and query are kept.
+    static BASE: LazyLock<Url> =
+        LazyLock::new(|| Url::parse("http://base.invalid/").expect("valid base"));
+    let url = BASE.join(url.trim()).ok()?;
+    let path = url.path().trim_end_matches('/');
+    let key = match url.query() {
+        Some(query) => format!("{path}/?{query}"),
+        None => path.to_owned(),
     };
-    let path = path.trim_end_matches('/');
-    (!path.is_empty()).then(|| path.to_owned())
+    (!key.is_empty()).then_some(key)
 }
 
 #[cfg(test)]
