@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::convert::{Input, preview, read_price};
+use super::crosscheck::{self, Said};
 use super::microdata::{self, Marked};
 use super::offer::{self, Identity, Offered};
 use super::page::Page;
@@ -55,7 +56,12 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
         let offered: Vec<Offered<'_>> = priced.iter().map(|(_, _, o)| *o).collect();
         if let Some(at) = offer::choose(&offered, &identity) {
             let (price, raw, _) = &priced[at];
-            return Ok((price.to_value(raw), Origin::JsonLd));
+            let said = Said {
+                price: *price,
+                raw: raw.clone(),
+                origin: Origin::JsonLd,
+            };
+            return crosscheck::with_meta(field, page, said);
         }
     }
     let fallbacks: [(PriceReader, Origin); 3] = [
@@ -72,7 +78,12 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
             currency: found.currency,
         };
         if let Some(price) = read_price(&input, field.currency) {
-            return Ok((price.to_value(&preview(&input.text)), origin));
+            let said = Said {
+                price,
+                raw: preview(&input.text),
+                origin,
+            };
+            return Ok(crosscheck::with_visible(field, page, said));
         }
     }
     // Structured data is silent: only now is the visible page read, so that pages with it

@@ -33,6 +33,23 @@ impl<'a> Marked<'a> {
         Marked { elements }
     }
 
+    /// The marked elements of the document's `<head>` only: its meta tags, found without
+    /// walking the body.
+    pub fn head(document: &'a Html) -> Self {
+        let head = document
+            .root_element()
+            .children()
+            .filter_map(ElementRef::wrap)
+            .find(|e| e.value().name() == "head");
+        let elements = head
+            .into_iter()
+            .flat_map(|h| h.descendants())
+            .filter_map(ElementRef::wrap)
+            .filter(|e| e.value().attr("property").is_some())
+            .collect();
+        Marked { elements }
+    }
+
     fn select<'s>(&'s self, selector: &'s Selector) -> impl Iterator<Item = ElementRef<'a>> + 's {
         self.elements
             .iter()

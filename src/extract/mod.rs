@@ -3,6 +3,7 @@
 mod auto;
 pub mod availability;
 mod convert;
+mod crosscheck;
 mod css;
 pub mod currency;
 mod dom;

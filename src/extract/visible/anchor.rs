@@ -10,12 +10,20 @@ fn selector(css: &str) -> Selector {
     Selector::parse(css).expect("valid selector")
 }
 
-/// The product's title: the first `h1` outside the page's frame.
+/// The product's title: the first `h1` outside the page's frame and outside a link (a title
+/// that links elsewhere is a listed product's, as in a list of other deals).
 pub(super) fn title(html: &Html) -> Option<ElementRef<'_>> {
     static H1: LazyLock<Selector> = LazyLock::new(|| selector("h1"));
     html.select(&H1)
-        .filter(|h| !in_chrome(**h))
+        .filter(|h| !in_chrome(**h) && !in_link(*h))
         .find(|h| short_text(*h, 400).is_some_and(|t| !t.is_empty()))
+}
+
+/// Whether `e` sits inside a link to somewhere.
+fn in_link(e: ElementRef<'_>) -> bool {
+    e.ancestors()
+        .filter_map(ElementRef::wrap)
+        .any(|a| a.value().name() == "a" && a.value().attr("href").is_some())
 }
 
 /// Words on a button that puts the product in the cart or buys it, lower case.

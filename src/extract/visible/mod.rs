@@ -11,7 +11,7 @@ mod stock;
 use ego_tree::{NodeId, NodeRef};
 use scraper::{ElementRef, Html, Node};
 
-pub use self::price::{Rejected, Why, price, price_explained};
+pub use self::price::{Rejected, Why, price, price_explained, price_judged};
 pub use self::stock::availability;
 
 /// The text of the product's title (`h1`), when the page has one.
@@ -81,19 +81,24 @@ impl Anchors {
     /// to their nearest common ancestor. The walks are bounded by the depth of the tree, which
     /// the markup pass caps.
     fn distance(&self, node: NodeRef<'_, Node>) -> Option<usize> {
-        self.lineages
-            .iter()
-            .map(|up| {
-                std::iter::once(node)
-                    .chain(node.ancestors())
-                    .enumerate()
-                    .find_map(|(steps, n)| {
-                        up.iter().position(|id| *id == n.id()).map(|at| steps + at)
-                    })
-                    .unwrap_or(usize::MAX)
-            })
-            .min()
+        self.lineages.iter().map(|up| steps(up, node)).min()
     }
+
+    /// Whether `node` is at most `limit` tree steps from the title and from the buy button,
+    /// false unless the page shows both.
+    fn near_all(&self, node: NodeRef<'_, Node>, limit: usize) -> bool {
+        self.lineages.len() == 2 && self.lineages.iter().all(|up| steps(up, node) <= limit)
+    }
+}
+
+/// Tree steps from `node` to the anchor whose lineage is `up`: steps up from each to their
+/// nearest common ancestor, usize::MAX in another tree.
+fn steps(up: &[NodeId], node: NodeRef<'_, Node>) -> usize {
+    std::iter::once(node)
+        .chain(node.ancestors())
+        .enumerate()
+        .find_map(|(steps, n)| up.iter().position(|id| *id == n.id()).map(|at| steps + at))
+        .unwrap_or(usize::MAX)
 }
 
 /// Element and ancestors, nearest first, at most `levels` of them.

@@ -15,6 +15,9 @@ use crate::extract::price::{self, Price};
 const MAX_LABEL: usize = 60;
 /// The farthest, in tree steps from an anchor, that the product's own price sits.
 const MAX_DISTANCE: usize = 12;
+/// A price this few tree steps from both the title and the buy button is in the product's own
+/// block: a "slider" there is the product's gallery.
+const OWN_BLOCK: usize = 6;
 /// Text nodes looked at, at most: a page past this is read no further.
 const MAX_TEXTS: usize = 200_000;
 
@@ -52,6 +55,9 @@ const OTHER_NAMES: &[&str] = &[
     "bundle",
     "accessor",
 ];
+/// Of those, the names of a widget rather than of other products: around the product's title
+/// and buy button, a slider is its own gallery.
+const WIDGET_NAMES: &[&str] = &["carousel", "slider"];
 /// Words that make a number something other than the price to pay now, lower case.
 const NOT_THE_PRICE: &[&str] = &[
     "/",
@@ -102,6 +108,13 @@ const NOT_THE_PRICE: &[&str] = &[
     "à partir",
     "desde",
     "a partir",
+    // "5,900원~", "¥1,000〜": from, as shops in Korea, Japan and China write it.
+    "~",
+    "〜",
+    "～",
+    // An auction's opening bid and its estimate are not what the lot costs now.
+    "starting",
+    "estimate",
 ];
 
 /// A number that reads as a price, and where it is.
@@ -143,6 +156,8 @@ pub enum Why {
     CrossedOut,
     /// Inside an element named as a former price (`old-price`, `was`).
     FormerPrice(&'static str),
+    /// Beside a discount percentage and a lower price: the price before the discount.
+    BeforeDiscount,
     /// Inside a block of other products (`related`, `carousel`).
     OtherProducts(&'static str),
     PageFrame,
@@ -161,6 +176,10 @@ impl std::fmt::Display for Why {
             Why::Wording(w) => write!(f, "says {:?}: not the price to pay now", w.trim()),
             Why::CrossedOut => write!(f, "crossed out: a former price"),
             Why::FormerPrice(w) => write!(f, "named {w:?}: a former price"),
+            Why::BeforeDiscount => write!(
+                f,
+                "beside a discount and a lower price: the price before the discount"
+            ),
             Why::OtherProducts(w) => write!(f, "inside a block named {w:?}: another product's"),
             Why::PageFrame => write!(f, "in the page's header, navigation, footer or cart"),
             Why::Zero => write!(f, "zero"),
@@ -188,8 +207,17 @@ pub fn price_explained(
     html: &Html,
     hint: Option<&'static str>,
 ) -> (Result<Found<Price>, Reason>, Vec<Rejected>) {
+    price_judged(html, &Anchors::of(html), hint)
+}
+
+/// As `price_explained`, on a page whose anchors are already found.
+pub fn price_judged(
+    html: &Html,
+    anchors: &Anchors,
+    hint: Option<&'static str>,
+) -> (Result<Found<Price>, Reason>, Vec<Rejected>) {
     let mut rejected = Vec::new();
-    let found = scan(html, &Anchors::of(html), hint, Some(&mut rejected));
+    let found = scan(html, anchors, hint, Some(&mut rejected));
     (found, rejected)
 }
 
@@ -256,7 +284,7 @@ fn scan(
         if rejected.is_none() && best.is_some_and(|best| least_score(distance) > best) {
             continue;
         }
-        match judge(element, text, unhinted, distance, hint) {
+        match judge(element, text, unhinted, (distance, anchors), hint) {
             Ok(c) => {
                 best = Some(best.map_or(c.score(), |best| best.min(c.score())));
                 candidates.push(c);
@@ -280,7 +308,7 @@ fn judge<'a>(
     element: ElementRef<'a>,
     text: String,
     unhinted: Price,
-    distance: usize,
+    (distance, anchors): (usize, &Anchors),
     hint: Option<&'static str>,
 ) -> Result<Candidate<'a>, (String, Why)> {
     if distance > MAX_DISTANCE {
@@ -300,9 +328,16 @@ fn judge<'a>(
     {
         return Err((text, Why::FormerPrice(w)));
     }
+    if before_discount(element, unhinted) {
+        return Err((text, Why::BeforeDiscount));
+    }
+    let own_block = anchors.near_all(*element, OWN_BLOCK);
     let other = lineage(*element, 12).find_map(|e| {
         let n = names(e);
-        OTHER_NAMES.iter().find(|w| n.contains(*w))
+        OTHER_NAMES
+            .iter()
+            .filter(|w| !(own_block && WIDGET_NAMES.contains(*w)))
+            .find(|w| n.contains(*w))
     });
     if let Some(w) = other {
         return Err((text, Why::OtherProducts(w)));
@@ -335,13 +370,25 @@ fn judge<'a>(
     })
 }
 
+/// Whether the small block around `element` (a level or two up) shows a discount percentage and
+/// a lower price than `price`, as in "-21% 5,900 7,500": the higher amount is the one before
+/// the discount, whatever its element is named.
+fn before_discount(element: ElementRef<'_>, price: Price) -> bool {
+    lineage(*element, 3).skip(1).any(|block| {
+        short_text(block, MAX_LABEL).is_some_and(|text| {
+            text.contains('%')
+                && price::parse(&text, price.currency).is_some_and(|p| p.amount < price.amount)
+        })
+    })
+}
+
 /// Whether the names `n` mark a former price by the word `w`: as a whole name part (`old`,
-/// `price--old`) or glued to "price" (`was-price`, `oldprice`).
+/// `price--old`) or glued to "price" (`was-price`, `oldprice`, `priceold`).
 fn names_old(n: &str, w: &str) -> bool {
     n.split(|c: char| !c.is_alphanumeric()).any(|t| t == w)
         || n.match_indices(w).any(|(at, _)| {
-            let after = &n[at + w.len()..];
-            after.starts_with("-price") || after.starts_with("price")
+            let (before, after) = (&n[..at], &n[at + w.len()..]);
+            after.starts_with("-price") || after.starts_with("price") || before.ends_with("price")
         })
 }
 

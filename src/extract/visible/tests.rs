@@ -357,3 +357,87 @@ fn huge_and_deep_pages_end_quickly_without_a_wrong_value() {
         }
     }
 }
+
+/// "5,900원~" and "¥1,000〜" read "from": not the price to pay now, as "from $9.99" is not;
+/// nor an auction's starting price or its estimate.
+#[test]
+fn from_prices_starting_bids_and_estimates_are_not_the_price() {
+    for noise in [
+        "<span>5,900원~</span>",
+        "<span>¥1,000〜</span>",
+        "<span>Starting price $150</span>",
+        "<span>Estimate $300</span>",
+    ] {
+        let page = shop(
+            &format!(r#"<div>{noise}</div><button>Add to cart</button>"#),
+            "",
+        );
+        assert!(price(&page).is_err(), "{noise}");
+    }
+    let page = shop(
+        r#"<div><span>Starting price $150</span></div><div><span class="price">$200</span></div>
+        <button>Add to cart</button>"#,
+        "",
+    );
+    assert_eq!(price(&page).as_deref(), Ok("200"));
+}
+
+/// Beside a discount and a lower price, the higher one is the price before the discount, and
+/// a name glued after "price" (`priceold`) marks a former price as one glued before it does.
+#[test]
+fn the_price_before_a_discount_is_not_the_price() {
+    for product in [
+        r#"<div><span>-21%</span> <span>$59.00</span> <span>$75.00</span></div>"#,
+        r#"<div><span class="pricenew">$59.00</span><span class="priceold">$75.00</span></div>"#,
+    ] {
+        let page = shop(&format!("{product}<button>Add to cart</button>"), "");
+        assert_eq!(price(&page).as_deref(), Ok("59.00"), "{product}");
+    }
+}
+
+/// A "slider" beside the title and around the buy button is the product's own gallery; a
+/// carousel of other products away from them stays another's, in any order.
+#[test]
+fn a_slider_around_the_buy_button_is_the_products_own_block() {
+    let own = r#"<div class="gallery-slider"><img src="/a.jpg" alt="">
+        <div class="slider-price"><span>€27,00</span></div>
+        <form><a class="btn" href="/buy">Add to cart</a></form></div>"#;
+    let carousel = |order: &[u32]| {
+        let cards: String = order
+            .iter()
+            .map(|i| format!(r#"<li><h3>Other {i}</h3><span class="price">€{i},00</span></li>"#))
+            .collect();
+        format!(r#"<section class="carousel"><ul>{cards}</ul></section>"#)
+    };
+    let want = price(&shop(own, &carousel(&[1, 2, 3])));
+    assert_eq!(want.as_deref(), Ok("27.00"));
+    assert_eq!(price(&shop(own, &carousel(&[3, 1, 2, 9]))), want);
+    let far = r#"<section><div class="slider"><div><div><div><div><div>
+        <span>€5,00</span></div></div></div></div></div></div></section>"#;
+    assert_eq!(
+        price(&shop(&format!("{far}<button>Add to cart</button>"), "")),
+        Err(FieldError::NoAutoPrice(
+            "without a price near the product's title or buy button"
+        ))
+    );
+}
+
+/// A title that links elsewhere is a listed product's: a list of deals has no title of its own.
+#[test]
+fn an_h1_inside_a_link_is_not_the_products_title() {
+    let list: String = (1..=3)
+        .map(|i| {
+            format!(r#"<li><a href="/deal/{i}"><h1>Deal {i}</h1><span>${i}.00</span></a></li>"#)
+        })
+        .collect();
+    let page = format!("<html><body><ul>{list}</ul></body></html>");
+    assert_eq!(
+        price(&page),
+        Err(FieldError::NoAutoPrice(crate::extract::tests::NO_ANCHOR))
+    );
+    let with_own = format!(
+        r#"<html><body><ul>{list}</ul><div class="product"><h1>Kettle</h1>
+        <span class="price">$24.00</span></div></body></html>"#
+    );
+    assert_eq!(price(&with_own).as_deref(), Ok("24.00"));
+}
