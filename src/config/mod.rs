@@ -35,7 +35,7 @@ pub use hooks::Webhook;
 pub(crate) use watcher::Watcher;
 
 use diagnostic::without_quoted_strings;
-use field::{RawField, RawRule};
+use field::{Compiled, RawField, RawRule};
 use hooks::RawWebhook;
 use values::ByteSize;
 use watcher::RawWatcher;
@@ -103,6 +103,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
         errors: Vec::new(),
         warnings: Vec::new(),
         reported: HashSet::new(),
+        compiled: Compiled::default(),
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -175,6 +176,7 @@ struct Validator<'a> {
     /// What was reported, by kind, place and message: a key in [defaults] is checked again
     /// for every watcher that inherits it, yet its problem is one problem.
     reported: HashSet<(bool, usize, String)>,
+    compiled: Compiled,
 }
 
 impl Validator<'_> {

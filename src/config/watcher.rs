@@ -33,8 +33,9 @@ pub struct Watcher {
     pub(crate) max_body: u64,
     /// History entries kept for this watcher; 0 records none.
     pub(crate) history_limit: usize,
-    /// When a recorded change is worth an event.
-    pub(crate) notify: Rules,
+    /// When a recorded change is worth an event. Shared by the watchers whose rules are
+    /// alike, as most are: a map of one field costs a kilobyte.
+    pub(crate) notify: Arc<Rules>,
     pub(crate) http: HttpOptions,
     /// Failed checks in a row that send one `watch.failing` event.
     pub(crate) failure_threshold: u32,
@@ -261,6 +262,7 @@ impl Validator<'_> {
                 .map(|(f, r)| (f.name.clone(), r.clone()))
                 .collect(),
         };
+        let notify = self.compiled.rules(notify);
         if matches!(hint, Some(None)) {
             return None;
         }
