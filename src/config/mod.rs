@@ -2,8 +2,9 @@
 //! types every other part reads. Nothing after load handles an unparsed string.
 //!
 //! This file loads the file and validates the top level; each section has its own file:
-//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported and
-//! `values` for the value types keys share.
+//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported,
+//! `values` for the value types keys share and `chunks` for reading the file a watcher at a
+//! time.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -22,6 +23,7 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
 mod browser;
+mod chunks;
 mod css;
 mod diagnostic;
 mod field;
@@ -105,25 +107,59 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
         reported: HashSet::new(),
         compiled: Compiled::default(),
     };
-    let raw: RawConfig = match toml::from_str(text) {
+    let cut = chunks::cut(text);
+    let parsed = toml::from_str::<RawConfig>(cut.as_ref().map_or(text, |cut| &cut.rest));
+    let mut raw = match parsed {
         Ok(raw) => raw,
         Err(err) => {
             // serde stops at the first shape error; semantic checks below report all at once.
-            v.error(
-                err.span().unwrap_or(0..0),
-                without_quoted_strings(err.message().trim_end()),
-            );
+            let span = err.span().unwrap_or(0..0);
+            // A watcher before that place may hold the file's first one, as it would whole.
+            let earlier = cut.iter().flat_map(|cut| &cut.watchers).find_map(|range| {
+                (range.start < span.start)
+                    .then(|| chunks::watcher(text, range).err())
+                    .flatten()
+            });
+            let (span, message) = earlier.unwrap_or((span, err.message().to_owned()));
+            v.error(span, without_quoted_strings(message.trim_end()));
             return Err(ConfigError { errors: v.errors });
         }
     };
-    let config = v.config(raw);
-    if v.errors.is_empty() {
-        Ok(Loaded {
+    let watchers = match &cut {
+        Some(cut) => RawWatchers::Cut(text, &cut.watchers),
+        None => RawWatchers::Parsed(std::mem::take(&mut raw.watchers)),
+    };
+    match v.config(raw, watchers) {
+        Some(config) if v.errors.is_empty() => Ok(Loaded {
             config,
             warnings: v.warnings,
-        })
-    } else {
-        Err(ConfigError { errors: v.errors })
+        }),
+        _ => Err(ConfigError { errors: v.errors }),
+    }
+}
+
+/// The `[[watchers]]` tables, parsed with the rest of the file or one at a time.
+enum RawWatchers<'a> {
+    Parsed(Vec<Spanned<Box<RawWatcher>>>),
+    Cut(&'a str, &'a [Range<usize>]),
+}
+
+impl<'a> RawWatchers<'a> {
+    fn len(&self) -> usize {
+        match self {
+            RawWatchers::Parsed(all) => all.len(),
+            RawWatchers::Cut(_, ranges) => ranges.len(),
+        }
+    }
+
+    /// Each watcher in file order, or the place and message of the first that does not parse.
+    fn into_iter(self) -> Box<dyn Iterator<Item = chunks::Parsed> + 'a> {
+        match self {
+            RawWatchers::Parsed(all) => Box::new(all.into_iter().map(Ok)),
+            RawWatchers::Cut(text, ranges) => {
+                Box::new(ranges.iter().map(move |range| chunks::watcher(text, range)))
+            }
+        }
     }
 }
 
@@ -180,7 +216,9 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn config(&mut self, raw: RawConfig) -> Config {
+    /// The config, or None when a watcher's table does not parse: like any shape error, it
+    /// is then the one error told.
+    fn config(&mut self, raw: RawConfig, raw_watchers: RawWatchers<'_>) -> Option<Config> {
         // An explicit relative state_dir belongs to the config file, like secret_file does;
         // the fallback is where the user runs pagehook.
         let state_dir = match raw.daemon.state_dir {
@@ -226,10 +264,19 @@ impl Validator<'_> {
 
         let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
         let pool = raw.proxies.and_then(|p| self.proxies(p));
-        let mut watchers = Vec::new();
+        let mut watchers = Vec::with_capacity(raw_watchers.len());
         let mut seen = BTreeSet::new();
         let mut used = BTreeSet::new();
-        for raw in raw.watchers {
+        for raw in raw_watchers.into_iter() {
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err((span, message)) => {
+                    self.errors.clear();
+                    self.warnings.clear();
+                    self.error(span, without_quoted_strings(message.trim_end()));
+                    return None;
+                }
+            };
             let span = raw.span();
             let raw = (*raw.into_inner()).or(&defaults);
             if let Some(name) = &raw.name
@@ -261,14 +308,14 @@ impl Validator<'_> {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
         }
 
-        Config {
+        Some(Config {
             state_dir,
             admin_listen,
             webhooks,
             watchers,
             max_concurrency,
             browser,
-        }
+        })
     }
 
     fn check_name(&mut self, span: &Range<usize>, what: &str, name: &str) -> bool {
