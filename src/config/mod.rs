@@ -219,15 +219,7 @@ impl Validator<'_> {
     /// The config, or None when a watcher's table does not parse: like any shape error, it
     /// is then the one error told.
     fn config(&mut self, raw: RawConfig, raw_watchers: RawWatchers<'_>) -> Option<Config> {
-        // An explicit relative state_dir belongs to the config file, like secret_file does;
-        // the fallback is where the user runs pagehook.
-        let state_dir = match raw.daemon.state_dir {
-            Some(dir) => self.beside_config(&dir),
-            None => self
-                .env
-                .var("STATE_DIRECTORY")
-                .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
-        };
+        let state_dir = resolve_state_dir(raw.daemon.state_dir, self.file, self.env);
 
         let admin_listen = raw
             .daemon
@@ -359,11 +351,36 @@ impl Validator<'_> {
     }
 
     fn beside_config(&self, path: &Path) -> PathBuf {
-        match self.file.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_owned(),
-        }
+        beside(self.file, path)
     }
+}
+
+fn beside(file: &Path, path: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// An explicit relative state_dir belongs to the config file, like secret_file does; the
+/// fallback is where the user runs pagehook.
+fn resolve_state_dir(dir: Option<PathBuf>, file: &Path, env: &dyn Environment) -> PathBuf {
+    match dir {
+        Some(dir) => beside(file, &dir),
+        None => env
+            .var("STATE_DIRECTORY")
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+    }
+}
+
+/// Where the state of the config at `path` lives, read from its `[daemon]` table without
+/// compiling a watcher: all a command needs to reach the running daemon. None when the file
+/// does not parse; loading it says why.
+pub fn state_dir(path: &Path, env: &dyn Environment) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let cut = chunks::cut(&text)?;
+    let raw: RawConfig = toml::from_str(&cut.rest).ok()?;
+    Some(resolve_state_dir(raw.daemon.state_dir, path, env))
 }
 
 /// Helpers for tests that build configs from text.
@@ -443,6 +460,35 @@ mod tests {
         assert_eq!(attic.webhooks, ["pipeline"]);
         assert_eq!(attic.timeout, Duration::from_secs(30));
         assert!(attic.offset < DEFAULT_MAX_JITTER);
+    }
+
+    /// `status` reaches the daemon by the state directory alone: it must be the one a full
+    /// load finds, relative, absolute or from systemd.
+    #[test]
+    fn the_state_dir_read_alone_is_the_one_a_full_load_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("watchers.toml");
+        let watcher = "[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.t = { css = \"h1\" }\n";
+        let systemd = FakeEnv(
+            [
+                ("PAGEHOOK_SECRET", SECRET),
+                ("STATE_DIRECTORY", "/var/lib/pagehook"),
+            ]
+            .into(),
+        );
+        for daemon in [
+            "[daemon]\nstate_dir = \"state\"\n",
+            "[daemon]\nstate_dir = \"/srv/ph\"\n",
+            "",
+        ] {
+            let text = format!("{daemon}{HOOK}{watcher}");
+            std::fs::write(&path, &text).unwrap();
+            let full = parse(&text, &path, &systemd).unwrap().config.state_dir;
+            assert_eq!(state_dir(&path, &systemd), Some(full.clone()), "{daemon}");
+            assert_ne!(full, PathBuf::from(DEFAULT_STATE_DIR));
+        }
+        std::fs::write(&path, "[daemon\n").unwrap();
+        assert_eq!(state_dir(&path, &systemd), None);
     }
 
     #[test]
