@@ -118,11 +118,7 @@ impl Scheduler {
     /// catches up once rather than once per slot it missed. With the store failing, yes: the
     /// check says why it cannot run.
     fn overdue(&self, watcher: &Watcher, now: DateTime<Utc>) -> bool {
-        let last = self
-            .store
-            .watcher_state(&watcher.name)
-            .ok()
-            .and_then(|state| state.last_check);
+        let last = self.store.last_check(&watcher.name).ok().flatten();
         watcher.schedule.is_overdue(last, now, watcher.offset)
     }
 
