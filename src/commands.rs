@@ -303,8 +303,19 @@ pub async fn replay(file: &ConfigFile, event_ids: &[String], dead: bool) -> Done
 
 /// `pagehook status [--json]`
 pub async fn status(file: &ConfigFile, as_json: bool) -> Done {
-    let config = file.load(1)?;
-    let report = match ask(&config, Request::Status).await? {
+    // A running daemon answers from the config it runs: reaching it takes the state directory,
+    // not the whole file compiled (seconds at 100,000 watchers).
+    let running = match config::state_dir(&file.path, &config::ProcessEnv) {
+        Some(dir) => control::call(&dir, &Request::Status)
+            .await
+            .map_err(anyhow::Error::from)?,
+        None => None,
+    };
+    let reply = match running {
+        Some(reply) => reply,
+        None => ask(&file.load(1)?, Request::Status).await?,
+    };
+    let report = match reply {
         Reply::Status(report) => report,
         other => return Err(unexpected(other)),
     };

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// Which way a change must go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
     #[default]
     Any,
@@ -20,7 +20,7 @@ pub enum Direction {
 }
 
 /// One set of rules; every rule that is set must pass.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Rule {
     pub on: Direction,
     /// At least this many percent of the last announced value, either way.
@@ -34,7 +34,7 @@ pub struct Rule {
 }
 
 /// A field's own setting.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum FieldNotify {
     /// The watcher's rule (for price and number fields) or any change.
     #[default]
@@ -44,7 +44,7 @@ pub enum FieldNotify {
     Rule(Rule),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct FieldRules {
     /// A price or number: its changes have a size, so they carry delta and pct and the
     /// watcher's rule applies to them.
@@ -53,7 +53,7 @@ pub struct FieldRules {
 }
 
 /// A watcher's rules, compiled from its config.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Rules {
     pub watcher: Option<Rule>,
     pub fields: BTreeMap<String, FieldRules>,

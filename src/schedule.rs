@@ -113,6 +113,11 @@ impl Schedule {
         Duration::from_millis(u64::from_be_bytes(head) % window)
     }
 
+    /// A cron schedule names its times; an "every" one only its period.
+    pub fn is_cron(&self) -> bool {
+        matches!(self.kind, Kind::Cron(_))
+    }
+
     /// True when a run was missed since `last_run` (or it never ran). A single bool rather than a
     /// count, so an overdue watcher catches up once instead of once per missed slot.
     pub fn is_overdue(

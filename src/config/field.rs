@@ -1,15 +1,38 @@
 //! A watcher's `fields`: the extraction source, kind, currency and per-field notify rules.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use regex::Regex;
+use scraper::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ByteSize, Validator, css};
 use crate::extract::{Field, FieldKind, Source, currency};
-use crate::notify::{self, Direction, FieldNotify, FieldRules};
+use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
+
+/// What fields compiled, by the text they were compiled from, for the fields after them.
+#[derive(Default)]
+pub(super) struct Compiled {
+    selectors: HashMap<String, Arc<Selector>>,
+    regexes: HashMap<String, Arc<Regex>>,
+    rules: HashSet<Arc<Rules>>,
+}
+
+impl Compiled {
+    /// The one copy of these rules.
+    pub(super) fn rules(&mut self, rules: Rules) -> Arc<Rules> {
+        if let Some(shared) = self.rules.get(&rules) {
+            return shared.clone();
+        }
+        let rules = Arc::new(rules);
+        self.rules.insert(rules.clone());
+        rules
+    }
+}
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
@@ -126,17 +149,7 @@ impl Validator<'_> {
                 format!("invalid field name `{name}`: use a-z, A-Z, 0-9, - and _"),
             );
         }
-        let regex = raw
-            .regex
-            .as_ref()
-            .and_then(|r| match Regex::new(r.get_ref()) {
-                Ok(regex) => Some(regex),
-                Err(err) => {
-                    let msg = format!("invalid regex: {}", last_line(&err.to_string()));
-                    self.error(r.span(), msg);
-                    None
-                }
-            });
+        let regex = raw.regex.as_ref().and_then(|r| self.regex(r));
         let kind = match raw.kind {
             RawKind::Text => FieldKind::Text,
             RawKind::Number => FieldKind::Number,
@@ -227,18 +240,11 @@ impl Validator<'_> {
             );
         }
         if let Some(css) = &raw.css {
-            return match css::selector(css.get_ref()) {
-                Ok(selector) => Some(Source::Css {
-                    css: css.get_ref().clone(),
-                    selector,
-                    attr: raw.attr.as_ref().map(|a| a.get_ref().clone()),
-                }),
-                Err(err) => {
-                    let msg = format!("invalid CSS selector `{}`: {err}", css.get_ref());
-                    self.error(css.span(), msg);
-                    None
-                }
-            };
+            return self.selector(css).map(|selector| Source::Css {
+                css: css.get_ref().clone(),
+                selector,
+                attr: raw.attr.as_ref().map(|a| a.get_ref().clone()),
+            });
         }
         if let Some(path) = &raw.jsonld {
             let segments: Vec<String> = path.get_ref().split('.').map(str::to_owned).collect();
@@ -283,6 +289,47 @@ impl Validator<'_> {
             format!("field `{name}` has no source: set `css`, `jsonld` or `json` (only price and availability fields find their value by themselves)"),
         );
         None
+    }
+
+    /// A `css` compiled once for all the fields that write it.
+    fn selector(&mut self, css: &Spanned<String>) -> Option<Arc<Selector>> {
+        if let Some(selector) = self.compiled.selectors.get(css.get_ref()) {
+            return Some(selector.clone());
+        }
+        match css::selector(css.get_ref()) {
+            Ok(selector) => {
+                let selector = Arc::new(selector);
+                let text = css.get_ref().clone();
+                self.compiled.selectors.insert(text, selector.clone());
+                Some(selector)
+            }
+            Err(err) => {
+                let msg = format!("invalid CSS selector `{}`: {err}", css.get_ref());
+                self.error(css.span(), msg);
+                None
+            }
+        }
+    }
+
+    /// A `regex` compiled once for all the fields that write it: a compiled regex takes
+    /// kilobytes, a hundred thousand copies of one take gigabytes.
+    fn regex(&mut self, raw: &Spanned<String>) -> Option<Arc<Regex>> {
+        if let Some(regex) = self.compiled.regexes.get(raw.get_ref()) {
+            return Some(regex.clone());
+        }
+        match Regex::new(raw.get_ref()) {
+            Ok(regex) => {
+                let regex = Arc::new(regex);
+                let text = raw.get_ref().clone();
+                self.compiled.regexes.insert(text, regex.clone());
+                Some(regex)
+            }
+            Err(err) => {
+                let msg = format!("invalid regex: {}", last_line(&err.to_string()));
+                self.error(raw.span(), msg);
+                None
+            }
+        }
     }
 
     pub(super) fn currency(&mut self, raw: &Spanned<String>) -> Option<&'static str> {
@@ -433,6 +480,43 @@ fields.autoregex = {{ type = "price", regex = "(\\d+)" }}
             on[0].starts_with("watchers.toml:7:17: unknown variant `drop`"),
             "{on:?}"
         );
+    }
+
+    /// A hundred thousand watchers mostly repeat a few field specs: each spec is compiled
+    /// once, and equality still compares what was written.
+    #[test]
+    fn fields_written_alike_share_their_selector_regex_and_rules() {
+        let watcher = |name: &str, regex: &str| {
+            format!(
+                "[[watchers]]\nname = \"{name}\"\nurl = \"https://s.example/{name}\"\nfields.n = {{ css = \"span.n\", regex = '{regex}', type = \"number\" }}\n"
+            )
+        };
+        let text = format!(
+            "{HOOK}{}{}{}",
+            watcher("a", "(\\d+)"),
+            watcher("b", "(\\d+)"),
+            watcher("c", "(\\d+) left")
+        );
+        let loaded = parse_text(&text).unwrap_or_else(|e| panic!("{e}"));
+        let [a, b, c] = &loaded.config.watchers[..] else {
+            panic!("three watchers")
+        };
+        let selector = |w: &crate::config::Watcher| match &w.fields[0].source {
+            Source::Css { selector, .. } => selector.clone(),
+            other => panic!("{other:?}"),
+        };
+        let regex = |w: &crate::config::Watcher| w.fields[0].regex.clone().unwrap();
+        assert!(Arc::ptr_eq(&selector(a), &selector(b)));
+        assert!(
+            Arc::ptr_eq(&selector(a), &selector(c)),
+            "one css, one selector"
+        );
+        assert!(Arc::ptr_eq(&regex(a), &regex(b)));
+        assert!(!Arc::ptr_eq(&regex(a), &regex(c)));
+        assert_eq!(regex(c).as_str(), "(\\d+) left");
+        assert!(Arc::ptr_eq(&a.notify, &c.notify), "the same rules");
+        assert_eq!(a.fields, b.fields);
+        assert_ne!(a.fields, c.fields, "compared by the pattern");
     }
 
     #[test]

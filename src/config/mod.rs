@@ -2,8 +2,9 @@
 //! types every other part reads. Nothing after load handles an unparsed string.
 //!
 //! This file loads the file and validates the top level; each section has its own file:
-//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported and
-//! `values` for the value types keys share.
+//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported,
+//! `values` for the value types keys share and `chunks` for reading the file a watcher at a
+//! time.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -22,6 +23,7 @@ const DEFAULT_STATE_DIR: &str = "pagehook-state";
 pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
 mod browser;
+mod chunks;
 mod css;
 mod diagnostic;
 mod field;
@@ -35,7 +37,7 @@ pub use hooks::Webhook;
 pub(crate) use watcher::Watcher;
 
 use diagnostic::without_quoted_strings;
-use field::{RawField, RawRule};
+use field::{Compiled, RawField, RawRule};
 use hooks::RawWebhook;
 use values::ByteSize;
 use watcher::RawWatcher;
@@ -103,26 +105,61 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
         errors: Vec::new(),
         warnings: Vec::new(),
         reported: HashSet::new(),
+        compiled: Compiled::default(),
     };
-    let raw: RawConfig = match toml::from_str(text) {
+    let cut = chunks::cut(text);
+    let parsed = toml::from_str::<RawConfig>(cut.as_ref().map_or(text, |cut| &cut.rest));
+    let mut raw = match parsed {
         Ok(raw) => raw,
         Err(err) => {
             // serde stops at the first shape error; semantic checks below report all at once.
-            v.error(
-                err.span().unwrap_or(0..0),
-                without_quoted_strings(err.message().trim_end()),
-            );
+            let span = err.span().unwrap_or(0..0);
+            // A watcher before that place may hold the file's first one, as it would whole.
+            let earlier = cut.iter().flat_map(|cut| &cut.watchers).find_map(|range| {
+                (range.start < span.start)
+                    .then(|| chunks::watcher(text, range).err())
+                    .flatten()
+            });
+            let (span, message) = earlier.unwrap_or((span, err.message().to_owned()));
+            v.error(span, without_quoted_strings(message.trim_end()));
             return Err(ConfigError { errors: v.errors });
         }
     };
-    let config = v.config(raw);
-    if v.errors.is_empty() {
-        Ok(Loaded {
+    let watchers = match &cut {
+        Some(cut) => RawWatchers::Cut(text, &cut.watchers),
+        None => RawWatchers::Parsed(std::mem::take(&mut raw.watchers)),
+    };
+    match v.config(raw, watchers) {
+        Some(config) if v.errors.is_empty() => Ok(Loaded {
             config,
             warnings: v.warnings,
-        })
-    } else {
-        Err(ConfigError { errors: v.errors })
+        }),
+        _ => Err(ConfigError { errors: v.errors }),
+    }
+}
+
+/// The `[[watchers]]` tables, parsed with the rest of the file or one at a time.
+enum RawWatchers<'a> {
+    Parsed(Vec<Spanned<Box<RawWatcher>>>),
+    Cut(&'a str, &'a [Range<usize>]),
+}
+
+impl<'a> RawWatchers<'a> {
+    fn len(&self) -> usize {
+        match self {
+            RawWatchers::Parsed(all) => all.len(),
+            RawWatchers::Cut(_, ranges) => ranges.len(),
+        }
+    }
+
+    /// Each watcher in file order, or the place and message of the first that does not parse.
+    fn into_iter(self) -> Box<dyn Iterator<Item = chunks::Parsed> + 'a> {
+        match self {
+            RawWatchers::Parsed(all) => Box::new(all.into_iter().map(Ok)),
+            RawWatchers::Cut(text, ranges) => {
+                Box::new(ranges.iter().map(move |range| chunks::watcher(text, range)))
+            }
+        }
     }
 }
 
@@ -175,19 +212,14 @@ struct Validator<'a> {
     /// What was reported, by kind, place and message: a key in [defaults] is checked again
     /// for every watcher that inherits it, yet its problem is one problem.
     reported: HashSet<(bool, usize, String)>,
+    compiled: Compiled,
 }
 
 impl Validator<'_> {
-    fn config(&mut self, raw: RawConfig) -> Config {
-        // An explicit relative state_dir belongs to the config file, like secret_file does;
-        // the fallback is where the user runs pagehook.
-        let state_dir = match raw.daemon.state_dir {
-            Some(dir) => self.beside_config(&dir),
-            None => self
-                .env
-                .var("STATE_DIRECTORY")
-                .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
-        };
+    /// The config, or None when a watcher's table does not parse: like any shape error, it
+    /// is then the one error told.
+    fn config(&mut self, raw: RawConfig, raw_watchers: RawWatchers<'_>) -> Option<Config> {
+        let state_dir = resolve_state_dir(raw.daemon.state_dir, self.file, self.env);
 
         let admin_listen = raw
             .daemon
@@ -224,10 +256,19 @@ impl Validator<'_> {
 
         let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
         let pool = raw.proxies.and_then(|p| self.proxies(p));
-        let mut watchers = Vec::new();
+        let mut watchers = Vec::with_capacity(raw_watchers.len());
         let mut seen = BTreeSet::new();
         let mut used = BTreeSet::new();
-        for raw in raw.watchers {
+        for raw in raw_watchers.into_iter() {
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err((span, message)) => {
+                    self.errors.clear();
+                    self.warnings.clear();
+                    self.error(span, without_quoted_strings(message.trim_end()));
+                    return None;
+                }
+            };
             let span = raw.span();
             let raw = (*raw.into_inner()).or(&defaults);
             if let Some(name) = &raw.name
@@ -259,14 +300,14 @@ impl Validator<'_> {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
         }
 
-        Config {
+        Some(Config {
             state_dir,
             admin_listen,
             webhooks,
             watchers,
             max_concurrency,
             browser,
-        }
+        })
     }
 
     fn check_name(&mut self, span: &Range<usize>, what: &str, name: &str) -> bool {
@@ -310,11 +351,36 @@ impl Validator<'_> {
     }
 
     fn beside_config(&self, path: &Path) -> PathBuf {
-        match self.file.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_owned(),
-        }
+        beside(self.file, path)
     }
+}
+
+fn beside(file: &Path, path: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// An explicit relative state_dir belongs to the config file, like secret_file does; the
+/// fallback is where the user runs pagehook.
+fn resolve_state_dir(dir: Option<PathBuf>, file: &Path, env: &dyn Environment) -> PathBuf {
+    match dir {
+        Some(dir) => beside(file, &dir),
+        None => env
+            .var("STATE_DIRECTORY")
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+    }
+}
+
+/// Where the state of the config at `path` lives, read from its `[daemon]` table without
+/// compiling a watcher: all a command needs to reach the running daemon. None when the file
+/// does not parse; loading it says why.
+pub fn state_dir(path: &Path, env: &dyn Environment) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let cut = chunks::cut(&text)?;
+    let raw: RawConfig = toml::from_str(&cut.rest).ok()?;
+    Some(resolve_state_dir(raw.daemon.state_dir, path, env))
 }
 
 /// Helpers for tests that build configs from text.
@@ -394,6 +460,35 @@ mod tests {
         assert_eq!(attic.webhooks, ["pipeline"]);
         assert_eq!(attic.timeout, Duration::from_secs(30));
         assert!(attic.offset < DEFAULT_MAX_JITTER);
+    }
+
+    /// `status` reaches the daemon by the state directory alone: it must be the one a full
+    /// load finds, relative, absolute or from systemd.
+    #[test]
+    fn the_state_dir_read_alone_is_the_one_a_full_load_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("watchers.toml");
+        let watcher = "[[watchers]]\nname = \"w\"\nurl = \"https://s.example\"\nfields.t = { css = \"h1\" }\n";
+        let systemd = FakeEnv(
+            [
+                ("PAGEHOOK_SECRET", SECRET),
+                ("STATE_DIRECTORY", "/var/lib/pagehook"),
+            ]
+            .into(),
+        );
+        for daemon in [
+            "[daemon]\nstate_dir = \"state\"\n",
+            "[daemon]\nstate_dir = \"/srv/ph\"\n",
+            "",
+        ] {
+            let text = format!("{daemon}{HOOK}{watcher}");
+            std::fs::write(&path, &text).unwrap();
+            let full = parse(&text, &path, &systemd).unwrap().config.state_dir;
+            assert_eq!(state_dir(&path, &systemd), Some(full.clone()), "{daemon}");
+            assert_ne!(full, PathBuf::from(DEFAULT_STATE_DIR));
+        }
+        std::fs::write(&path, "[daemon\n").unwrap();
+        assert_eq!(state_dir(&path, &systemd), None);
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub struct Watcher {
     pub(crate) max_body: u64,
     /// History entries kept for this watcher; 0 records none.
     pub(crate) history_limit: usize,
-    /// When a recorded change is worth an event.
-    pub(crate) notify: Rules,
+    /// When a recorded change is worth an event. Shared by the watchers whose rules are
+    /// alike, as most are: a map of one field costs a kilobyte.
+    pub(crate) notify: Arc<Rules>,
     pub(crate) http: HttpOptions,
     /// Failed checks in a row that send one `watch.failing` event.
     pub(crate) failure_threshold: u32,
@@ -50,7 +51,8 @@ impl Watcher {
     /// The slot this watcher has been due at since, if it is overdue at `now`: that slot, its
     /// `timeout` and a grace have passed without a check finishing. A watcher that never ran
     /// has been due since checking began (`running_since`, the daemon's start); with no daemon
-    /// running that is unknown, and it is not called overdue.
+    /// running that is unknown, and it is not called overdue. One due at the daemon's start
+    /// has one period more: its catch-up is spread over that.
     pub(crate) fn overdue_since(
         &self,
         last_check: Option<chrono::DateTime<chrono::Utc>>,
@@ -61,8 +63,16 @@ impl Watcher {
             Some(last) => self.schedule.next_after(last, self.offset),
             None => running_since?,
         };
+        // What was already due when the daemon started catches up spread over one period
+        // (the scheduler's `catch_up`), cron watchers at once: until then it is on its way.
+        let planned = match running_since {
+            Some(start) if due <= start && !self.schedule.is_cron() => {
+                start + chrono::TimeDelta::from_std(self.schedule.period()).ok()?
+            }
+            _ => due,
+        };
         let late = chrono::TimeDelta::from_std(self.timeout + OVERDUE_GRACE).ok()?;
-        (now > due + late).then_some(due)
+        (now > planned + late).then_some(due)
     }
 }
 
@@ -261,6 +271,7 @@ impl Validator<'_> {
                 .map(|(f, r)| (f.name.clone(), r.clone()))
                 .collect(),
         };
+        let notify = self.compiled.rules(notify);
         if matches!(hint, Some(None)) {
             return None;
         }

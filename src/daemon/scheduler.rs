@@ -51,6 +51,41 @@ fn plan(old: &BTreeMap<String, Arc<Watcher>>, new: &[Arc<Watcher>]) -> Plan {
     plan
 }
 
+/// When overdue watchers catch up. All at once would be a spike of CPU and memory at every
+/// start after downtime (or with every watcher new), so those of one "every" period are
+/// spaced evenly over that period, in the order of a hash of their names: a restart lays
+/// them out alike, and a lone one (a watcher added by a reload) runs at once. None runs later
+/// than its regular slot. Cron watchers keep to their times: each catches up now.
+fn catch_up(overdue: &[Arc<Watcher>], now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+    let mut by_period: BTreeMap<std::time::Duration, Vec<(std::time::Duration, &Watcher)>> =
+        BTreeMap::new();
+    let mut runs = Vec::with_capacity(overdue.len());
+    for watcher in overdue {
+        let schedule = &watcher.schedule;
+        if schedule.is_cron() {
+            runs.push((watcher.name.clone(), now));
+        } else {
+            let place = schedule.offset_for(&watcher.name, schedule.period());
+            let group = by_period.entry(schedule.period()).or_default();
+            group.push((place, watcher));
+        }
+    }
+    for (period, mut group) in by_period {
+        group.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let gap = period / u32::try_from(group.len()).unwrap_or(u32::MAX);
+        let mut at = now;
+        for (_, watcher) in group {
+            let regular = watcher.schedule.next_after(now, watcher.offset);
+            runs.push((watcher.name.clone(), at.min(regular)));
+            at = TimeDelta::from_std(gap)
+                .ok()
+                .and_then(|gap| at.checked_add_signed(gap))
+                .unwrap_or(at);
+        }
+    }
+    runs
+}
+
 pub(super) struct Scheduler {
     watchers: BTreeMap<String, Arc<Watcher>>,
     /// Due times, earliest first; `next` says where each watcher sits in it.
@@ -79,19 +114,12 @@ impl Scheduler {
         }
     }
 
-    /// When a watcher (new to this scheduler) runs first: after downtime, once now rather than
-    /// once per slot it missed. With the store failing, now: the check says why it cannot run.
-    fn first_run(&self, watcher: &Watcher, now: DateTime<Utc>) -> DateTime<Utc> {
-        let last = self
-            .store
-            .watcher_state(&watcher.name)
-            .ok()
-            .and_then(|state| state.last_check);
-        if watcher.schedule.is_overdue(last, now, watcher.offset) {
-            now
-        } else {
-            watcher.schedule.next_after(now, watcher.offset)
-        }
+    /// Whether a watcher new to this scheduler missed a slot (or never ran): after downtime it
+    /// catches up once rather than once per slot it missed. With the store failing, yes: the
+    /// check says why it cannot run.
+    fn overdue(&self, watcher: &Watcher, now: DateTime<Utc>) -> bool {
+        let last = self.store.last_check(&watcher.name).ok().flatten();
+        watcher.schedule.is_overdue(last, now, watcher.offset)
     }
 
     fn enqueue(&mut self, name: &str, at: DateTime<Utc>) {
@@ -110,18 +138,38 @@ impl Scheduler {
                 self.queue.remove(&(at, name.clone()));
             }
         }
+        // A set, not the plan's lists: looking each of 100,000 names up in a list of 100,000
+        // kept a start busy for minutes.
+        let fresh: HashSet<&str> = plan
+            .added
+            .iter()
+            .chain(
+                plan.changed
+                    .iter()
+                    .filter(|(_, moved)| *moved)
+                    .map(|(n, _)| n),
+            )
+            .map(String::as_str)
+            .collect();
         let mut rescheduled = Vec::new();
         for watcher in watchers {
             let name = watcher.name.clone();
-            self.watchers.insert(name.clone(), watcher);
-            let fresh = plan.added.contains(&name)
-                || plan.changed.iter().any(|(n, moved)| *n == name && *moved);
-            if fresh {
-                rescheduled.push(name);
+            if fresh.contains(name.as_str()) {
+                rescheduled.push(name.clone());
             }
+            self.watchers.insert(name, watcher);
         }
-        for name in rescheduled {
-            let at = self.first_run(&self.watchers[&name], now);
+        let (overdue, current): (Vec<_>, Vec<_>) = rescheduled
+            .into_iter()
+            .map(|name| self.watchers[&name].clone())
+            .partition(|w| self.overdue(w, now));
+        for watcher in current {
+            self.enqueue(
+                &watcher.name,
+                watcher.schedule.next_after(now, watcher.offset),
+            );
+        }
+        for (name, at) in catch_up(&overdue, now) {
             self.enqueue(&name, at);
         }
         info!(
@@ -358,6 +406,82 @@ mod tests {
             names(scheduler.take_due(clock.now())),
             [("fresh".into(), seven), ("stale".into(), seven)]
         );
+    }
+
+    #[tokio::test]
+    async fn overdue_watchers_catch_up_spread_over_their_period_and_cron_ones_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
+        let now: DateTime<Utc> = "2026-11-27T06:00:30Z".parse().unwrap();
+        let clock = crate::clock::ManualClock::new(now);
+        let mut scheduler = Scheduler::new(
+            Fetcher::new().unwrap(),
+            store,
+            deliverer,
+            clock.clone().into(),
+        );
+        // All new, so all overdue: forty hourly ones, four every ten minutes, one cron.
+        let mut tables: String = (0..40)
+            .map(|i| watcher(&format!("h{i}"), "every 1h", ".p") + "jitter = \"0s\"\n")
+            .collect();
+        for i in 0..4 {
+            tables += &watcher(&format!("t{i}"), "every 10m", ".p");
+            tables += "jitter = \"0s\"\n";
+        }
+        tables += &watcher("cron", "0 7 * * *", ".p");
+        scheduler.apply(watchers(&tables), now);
+
+        let mut ran: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let mut first_minute = 0;
+        while clock.now() < now + TimeDelta::hours(1) {
+            let due = scheduler.take_due(clock.now());
+            for (watcher, at) in due {
+                if at < now + TimeDelta::minutes(1) {
+                    first_minute += 1;
+                }
+                if !ran.iter().any(|(name, _)| *name == watcher.name) {
+                    ran.push((watcher.name.clone(), at));
+                }
+            }
+            clock.advance(TimeDelta::seconds(10));
+        }
+        let first = |prefix: &str| -> Vec<DateTime<Utc>> {
+            ran.iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, at)| *at)
+                .collect()
+        };
+        assert_eq!(first("cron"), [now], "a cron watcher catches up now");
+        let hourly = first("h");
+        assert_eq!(hourly.len(), 40, "every one ran in its first hour");
+        // 90 s apart (an hour over forty), the first at once, the last by its 07:00 slot.
+        for (k, at) in hourly.iter().enumerate() {
+            assert_eq!(*at, now + TimeDelta::seconds(90 * k as i64), "{hourly:?}");
+        }
+        let tens = first("t");
+        let spaced: Vec<_> = (0..4).map(|k| now + TimeDelta::seconds(150 * k)).collect();
+        assert_eq!(
+            tens, spaced,
+            "ten minutes over four, all before the 06:10 slot"
+        );
+        assert_eq!(
+            first_minute, 3,
+            "one of each period, and the cron one, not all 45"
+        );
+
+        // The order comes from the names, so a restart lays them out alike.
+        let overdue: Vec<Arc<Watcher>> = scheduler.watchers.values().cloned().collect();
+        let hourly_at = |start: DateTime<Utc>| -> Vec<(String, TimeDelta)> {
+            let mut runs: Vec<_> = catch_up(&overdue, start)
+                .into_iter()
+                .filter(|(name, _)| name.starts_with('h'))
+                .map(|(name, at)| (name, at - start))
+                .collect();
+            runs.sort();
+            runs
+        };
+        assert_eq!(hourly_at(now), hourly_at(now + TimeDelta::hours(5)));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod survey;
 mod visible;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use regex::Regex;
@@ -69,7 +70,8 @@ pub enum Source {
     Css {
         /// Kept beside the compiled selector for messages.
         css: String,
-        selector: Selector,
+        /// Shared by every field of the same `css`: watchers mostly copy one spec.
+        selector: Arc<Selector>,
         attr: Option<String>,
     },
     /// A dotted path into the page's schema.org Product node (`offers.price`).
@@ -86,7 +88,8 @@ pub enum Source {
 pub struct Field {
     pub name: String,
     pub source: Source,
-    pub regex: Option<Regex>,
+    /// Shared by every field of the same pattern, as the selector is.
+    pub regex: Option<Arc<Regex>>,
     pub kind: FieldKind,
     /// A required field that yields nothing fails the check; an optional one becomes null.
     pub required: bool,
@@ -135,7 +138,7 @@ impl PartialEq for Field {
         } = self;
         *name == other.name
             && *source == other.source
-            && regex.as_ref().map(Regex::as_str) == other.regex.as_ref().map(Regex::as_str)
+            && regex.as_deref().map(Regex::as_str) == other.regex.as_deref().map(Regex::as_str)
             && *kind == other.kind
             && *required == other.required
             && *currency == other.currency

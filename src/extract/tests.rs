@@ -55,7 +55,7 @@ fn attr_reads_an_attribute() {
 #[test]
 fn regex_takes_the_first_capture_group_and_number_parses_it() {
     let mut field = css_field("left", ".stock");
-    field.regex = Some(Regex::new(r"(\d+) left").unwrap());
+    field.regex = Some(Regex::new(r"(\d+) left").unwrap().into());
     field.kind = FieldKind::Number;
     assert_eq!(extract(&[field], PAGE).unwrap()["left"], "17");
 }
@@ -142,7 +142,7 @@ pub(super) fn field(name: &str, source: Source, kind: FieldKind) -> Field {
 fn css(css: &str) -> Source {
     Source::Css {
         css: css.into(),
-        selector: Selector::parse(css).unwrap(),
+        selector: Selector::parse(css).unwrap().into(),
         attr: None,
     }
 }

@@ -297,17 +297,18 @@ mod tests {
         );
     }
 
-    /// A watcher the running daemon has never checked is overdue once its timeout (30 s) and
-    /// the grace have passed since the daemon started.
+    /// A watcher the running daemon has never checked is overdue once its period (an hour,
+    /// over which the catch-up of such watchers is spread), its timeout (30 s) and the grace
+    /// have passed since the daemon started.
     #[tokio::test]
     async fn a_watcher_never_checked_by_a_running_daemon_is_overdue() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let started: DateTime<Utc> = "2026-11-27T06:00:00Z".parse().unwrap();
-        let soon = started + chrono::TimeDelta::seconds(30);
+        let soon = started + chrono::TimeDelta::seconds(3600 + 30);
         let report = status(&store, &watchers(), soon, Some(started)).unwrap();
         assert!(report.watchers.iter().all(|w| w.overdue_since.is_none()));
-        let later = started + chrono::TimeDelta::seconds(41);
+        let later = started + chrono::TimeDelta::seconds(3600 + 41);
         let report = status(&store, &watchers(), later, Some(started)).unwrap();
         assert!(
             report

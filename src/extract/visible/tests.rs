@@ -335,7 +335,7 @@ fn huge_and_deep_pages_end_quickly_without_a_wrong_value() {
         let css = Field {
             source: Source::Css {
                 css: "h1".into(),
-                selector: scraper::Selector::parse("h1").unwrap(),
+                selector: scraper::Selector::parse("h1").unwrap().into(),
                 attr: None,
             },
             ..auto("title", FieldKind::Text)
