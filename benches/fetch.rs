@@ -3,6 +3,8 @@
 //! 150 KB, in four scenarios: first pass, 10 % of prices changed, unchanged with ETags and
 //! unchanged without. Prints wall time, pages/s, CPU seconds and peak RSS of the pagehook child.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -406,23 +408,7 @@ async fn run(n: usize) {
 }
 
 fn main() {
-    let from_args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if from_args.is_empty() {
-        std::env::var("PAGEHOOK_BENCH_N")
-            .unwrap_or_else(|_| "1000,10000".into())
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse()
-                    .expect("PAGEHOOK_BENCH_N: numbers, comma-separated")
-            })
-            .collect()
-    } else {
-        from_args
-    };
+    let sizes = support::sizes("1000,10000");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,6 +13,8 @@
 //!   due: its RSS, its CPU over an idle window (`PAGEHOOK_BENCH_IDLE_SECS`, default 15) scaled
 //!   to a minute, and the latency of `status` when idle.
 
+mod support;
+
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -305,23 +307,7 @@ async fn run(n: usize, schedules: &[String], idle: Duration) {
 }
 
 fn main() {
-    let from_args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if from_args.is_empty() {
-        std::env::var("PAGEHOOK_BENCH_N")
-            .unwrap_or_else(|_| "10000,100000".into())
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse()
-                    .expect("PAGEHOOK_BENCH_N: numbers, comma-separated")
-            })
-            .collect()
-    } else {
-        from_args
-    };
+    let sizes = support::sizes("10000,100000");
     let schedules: Vec<String> = std::env::var("PAGEHOOK_BENCH_SCHEDULES")
         .unwrap_or_else(|_| "every 2m,every 3m".into())
         .split(',')
