@@ -355,6 +355,19 @@ mod tests {
         assert_eq!(scheduler.watchers.len(), 3);
     }
 
+    /// A scheduler on a clock the test moves by hand, starting at `now`.
+    fn on_manual_clock(store: Store, now: DateTime<Utc>) -> (Scheduler, crate::clock::ManualClock) {
+        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
+        let clock = crate::clock::ManualClock::new(now);
+        let scheduler = Scheduler::new(
+            Fetcher::new().unwrap(),
+            store,
+            deliverer,
+            clock.clone().into(),
+        );
+        (scheduler, clock)
+    }
+
     #[tokio::test]
     async fn a_watcher_that_missed_three_slots_runs_once_and_one_not_overdue_waits_for_its_slot() {
         let dir = tempfile::tempdir().unwrap();
@@ -367,14 +380,7 @@ mod tests {
             };
             store.commit(name, &ran, &[]).await.unwrap();
         }
-        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
-        let clock = crate::clock::ManualClock::new(now);
-        let mut scheduler = Scheduler::new(
-            Fetcher::new().unwrap(),
-            store,
-            deliverer,
-            clock.clone().into(),
-        );
+        let (mut scheduler, clock) = on_manual_clock(store, now);
         let every_hour = [
             watcher("stale", "every 1h", ".p"),
             watcher("fresh", "every 1h", ".p"),
@@ -412,15 +418,8 @@ mod tests {
     async fn overdue_watchers_catch_up_spread_over_their_period_and_cron_ones_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let deliverer = Deliverer::new(store.clone(), BTreeMap::new()).unwrap();
         let now: DateTime<Utc> = "2026-11-27T06:00:30Z".parse().unwrap();
-        let clock = crate::clock::ManualClock::new(now);
-        let mut scheduler = Scheduler::new(
-            Fetcher::new().unwrap(),
-            store,
-            deliverer,
-            clock.clone().into(),
-        );
+        let (mut scheduler, clock) = on_manual_clock(store, now);
         // All new, so all overdue: forty hourly ones, four every ten minutes, one cron.
         let mut tables: String = (0..40)
             .map(|i| watcher(&format!("h{i}"), "every 1h", ".p") + "jitter = \"0s\"\n")
