@@ -3,6 +3,8 @@
 //! 150 KB, in four scenarios: first pass, 10 % of prices changed, unchanged with ETags and
 //! unchanged without. Prints wall time, pages/s, CPU seconds and peak RSS of the pagehook child.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 mod support;
 
 use std::fmt::Write as _;
@@ -18,9 +20,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
+use cpu::children_cpu;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const CLOCK_TICKS: f64 = 100.0;
 
 /// The shop: page i's price moves when `versions[i]` does; ETags on or off for the whole shop.
 struct Shop {
@@ -232,16 +234,6 @@ fn write_config(dir: &Path, addr: SocketAddr, n: usize) -> PathBuf {
     let path = dir.join("watchers.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// CPU seconds of waited-for children so far, from /proc/self/stat (cutime + cstime).
-fn children_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    // Fields 16 and 17 of stat(5), counted from the state field (3) here.
-    let ticks: u64 = fields[13].parse::<u64>().unwrap() + fields[14].parse::<u64>().unwrap();
-    ticks as f64 / CLOCK_TICKS
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {

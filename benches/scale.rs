@@ -13,25 +13,21 @@
 //!   due: its RSS, its CPU over an idle window (`PAGEHOOK_BENCH_IDLE_SECS`, default 15) scaled
 //!   to a minute, and the latency of `status` when idle.
 
+#[path = "support/shop.rs"]
+mod shop;
 mod support;
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use shop::{HOSTS, Shop, serve};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const CLOCK_TICKS: f64 = 100.0;
-const HOSTS: usize = 250;
 
 /// The field specs watchers share, as users copy one block between many products.
 const FIELDS: [&str; 4] = [
@@ -40,53 +36,6 @@ const FIELDS: [&str; 4] = [
     "fields.stock = { css = \"p.stock\", type = \"availability\" }",
     "fields.sku = { css = \"span.sku\", regex = 'SKU-(\\d+)', type = \"number\" }",
 ];
-
-/// Which pages have been fetched at least once, and how many.
-struct Shop {
-    seen: Vec<AtomicBool>,
-    distinct: AtomicUsize,
-}
-
-async fn product(State(shop): State<Arc<Shop>>, UrlPath(i): UrlPath<usize>) -> Response {
-    let Some(seen) = shop.seen.get(i) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if !seen.swap(true, Ordering::Relaxed) {
-        shop.distinct.fetch_add(1, Ordering::Relaxed);
-    }
-    let cents = 1_000 + (i as u64 * 7_919) % 90_000;
-    let mut page = String::with_capacity(2048);
-    let _ = write!(
-        page,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Product {i}</title></head><body>\
-         <nav><a href=\"/\">Home</a> <a href=\"/c/{}\">Category</a></nav>\
-         <main><h1 class=\"title\">Product {i}</h1><span class=\"sku\">SKU-{i:06}</span>\
-         <div class=\"buy\"><span class=\"price\">${}.{:02}</span><p class=\"stock\">In stock</p></div>\
-         <p>Product {i} is built to last, with a two-year warranty and free returns.</p></main>\
-         <footer>© 2026 Example Shop</footer></body></html>",
-        i % 60,
-        cents / 100,
-        cents % 100
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
-}
-
-/// One listener per host address, all serving the same shop.
-async fn serve(shop: Arc<Shop>) -> Vec<SocketAddr> {
-    let router = Router::new()
-        .route("/p/{i}", get(product))
-        .route("/hooks", post(|| async { StatusCode::NO_CONTENT }))
-        .with_state(shop);
-    let mut addrs = Vec::new();
-    for host in 1..=HOSTS {
-        let ip = Ipv4Addr::new(127, 1, 0, host as u8);
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-        addrs.push(listener.local_addr().unwrap());
-        let router = router.clone();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    }
-    addrs
-}
 
 fn write_config(dir: &Path, hosts: &[SocketAddr], n: usize, schedules: &[String]) -> PathBuf {
     let mut text = format!(
@@ -204,10 +153,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn run(n: usize, schedules: &[String], idle: Duration) {
-    let shop = Arc::new(Shop {
-        seen: (0..n).map(|_| AtomicBool::new(false)).collect(),
-        distinct: AtomicUsize::new(0),
-    });
+    let shop = Shop::new(n);
     let hosts = serve(shop.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &hosts, n, schedules);

@@ -407,6 +407,9 @@ async fn check_and_commit(
     due: DateTime<Utc>,
 ) -> Result<Outcome, CheckError> {
     let state = store.watcher_state(&watcher.name)?;
+    // The commit lands only on the state read here: an import (or a `once`) that committed
+    // while this check fetched is not overwritten, and its `seq` not used again.
+    let read = state.clone();
     // A failed check keeps the stored validators and hashes: they still stand for the values.
     let (before, observed) = match observe(watcher, fetcher, state.clone(), due).await {
         Ok(observed) => observed,
@@ -432,24 +435,16 @@ async fn check_and_commit(
         }
         deliveries.extend(deliveries_for(watcher, &event.id, &event.payload, now));
     }
-    match &stepped.history {
-        Some(entry) => {
-            store
-                .commit_recorded(
-                    &watcher.name,
-                    &stepped.state,
-                    &deliveries,
-                    Some(entry),
-                    watcher.history_limit,
-                )
-                .await?
-        }
-        None => {
-            store
-                .commit(&watcher.name, &stepped.state, &deliveries)
-                .await?
-        }
-    }
+    store
+        .commit_recorded(
+            &watcher.name,
+            Some(&read),
+            &stepped.state,
+            &deliveries,
+            stepped.history.as_ref(),
+            watcher.history_limit,
+        )
+        .await?;
     Ok(stepped.outcome)
 }
 

@@ -17,14 +17,14 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::check::probe;
-use crate::config::{self, Config, Diagnostic, Loaded, Watcher};
+use crate::config::{self, Config, Diagnostic, Loaded, Node, ShardBy, Watcher};
 use crate::control;
 use crate::daemon;
 use crate::demo;
 use crate::extract::{Extraction, Source};
 use crate::fetch::Fetcher;
 use crate::logging::{self, LogFormat};
-use crate::ops::{self, Answerer, DeliveriesView, Ops, Reply, Request};
+use crate::ops::{self, Answerer, DeliveriesView, ImportReport, Ops, Record, Reply, Request};
 use crate::receive::{self, describe};
 use crate::sign::{DEFAULT_TOLERANCE_SECS, Secret};
 use crate::store::{Store, StoreError};
@@ -36,6 +36,11 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 const LOCKED_PATIENCE: Duration = Duration::from_secs(2);
 /// Checks `test` runs at once (it prints in config order).
 const CONCURRENCY: usize = 16;
+/// `import` sends records to a running daemon in requests of about this size (see
+/// `control::MAX_IMPORT_REQUEST`): each one's merges are a small, bounded piece of work.
+const IMPORT_BATCH_BYTES: usize = 1024 * 1024;
+/// What an import request adds around its records.
+const IMPORT_REQUEST_OVERHEAD: u64 = 64;
 
 /// A line on stdout. A failed write ends the command through `?`, and [`exit`] turns a reader
 /// that has gone away into a quiet end.
@@ -97,12 +102,35 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// Under `--log-format json` each problem is a JSON log line with its place in fields.
     pub log_format: LogFormat,
+    /// `--shard I`: which shard of a `[cluster]` this process is.
+    pub shard: Option<String>,
 }
 
 impl ConfigFile {
-    /// Load the config, telling its warnings, or tell every error and fail with `error_code`.
+    /// Load the config with this node's watchers (every watcher where the node is not known),
+    /// telling its warnings, or tell every error and fail with `error_code`.
     pub(crate) fn load(&self, error_code: u8) -> Result<Config, Failure> {
-        match config::load(&self.path) {
+        self.load_as(
+            Node::Own {
+                flag: self.shard.as_deref(),
+            },
+            error_code,
+        )
+    }
+
+    /// [`load`](Self::load) for a command that works on this node's store: in a cluster it
+    /// must know which shard it is, or it would take on every other shard's watchers.
+    pub(crate) fn load_own(&self, error_code: u8) -> Result<Config, Failure> {
+        let config = self.load(error_code)?;
+        if let Err(why) = config.cluster.own_shard() {
+            let _ = writeln!(io::stderr().lock(), "{}: {why}", self.path.display());
+            return Err(Failure::Told(error_code));
+        }
+        Ok(config)
+    }
+
+    fn load_as(&self, node: Node<'_>, error_code: u8) -> Result<Config, Failure> {
+        match config::load_for(&self.path, node) {
             Ok(Loaded { config, warnings }) => {
                 for warning in &warnings {
                     self.tell(warning, true);
@@ -133,21 +161,79 @@ impl ConfigFile {
 
 /// `pagehook run`
 pub async fn run(file: ConfigFile) -> Done {
-    let config = file.load(EXIT_CONFIG)?;
+    let config = file.load_own(EXIT_CONFIG)?;
     let shutdown = daemon::shutdown_on_signals();
     daemon::run(config, file.path, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `pagehook check`
-pub fn check_config(file: &ConfigFile) -> Done {
+/// `pagehook check [--shards]`
+pub fn check_config(file: &ConfigFile, shards: bool) -> Done {
+    if shards {
+        return check_shards(file);
+    }
     let config = file.load(1)?;
+    let cluster = &config.cluster;
+    let part = match &cluster.node {
+        _ if cluster.shards == 1 => String::new(),
+        Ok(index) => format!(
+            "; shard {index} of {} checks {} of them",
+            cluster.shards,
+            config.watchers.len()
+        ),
+        Err(_) => format!(
+            "; divided among {} shards by {} (`check --shards` shows how)",
+            cluster.shards,
+            cluster.shard_by.as_str()
+        ),
+    };
     out!(
-        "{}: OK ({} watchers, {} webhooks)",
+        "{}: OK ({} watchers, {} webhooks{part})",
         file.path.display(),
-        config.watchers.len(),
+        config.watchers_in_file,
         config.webhooks.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pagehook check --shards`: how the watchers divide, so that a lopsided cluster is seen
+/// before it runs.
+fn check_shards(file: &ConfigFile) -> Done {
+    let config = file.load_as(Node::Every, 1)?;
+    let cluster = &config.cluster;
+    let mut watchers = vec![0usize; cluster.shards as usize];
+    let mut hosts = vec![std::collections::BTreeSet::new(); cluster.shards as usize];
+    for w in &config.watchers {
+        let shard = cluster.owner(w) as usize;
+        watchers[shard] += 1;
+        hosts[shard].insert(w.url.host_str().unwrap_or_default().to_ascii_lowercase());
+    }
+    out!(
+        "{}: OK ({} watchers, {} webhooks) in {} shards by {}: shard = SHA-256({}) first 8 bytes, big-endian, mod {}",
+        file.path.display(),
+        config.watchers.len(),
+        config.webhooks.len(),
+        cluster.shards,
+        cluster.shard_by.as_str(),
+        cluster.shard_by.as_str(),
+        cluster.shards
+    );
+    let width = (cluster.shards - 1).to_string().len();
+    for (index, (count, hosts)) in watchers.iter().zip(&hosts).enumerate() {
+        out!(
+            "shard {index:>width$}: {count} watchers on {} hosts",
+            hosts.len()
+        );
+    }
+    let busiest = watchers.iter().copied().max().unwrap_or(0);
+    let fair = config.watchers.len().div_ceil(cluster.shards as usize);
+    // One host's watchers all go to one shard: a config that mostly watches one host puts
+    // nearly everything on one node.
+    if cluster.shards > 1 && cluster.shard_by == ShardBy::Host && busiest > 2 * fair.max(1) {
+        out!(
+            "note: the busiest shard has {busiest} watchers where an even split is {fair}: with most watchers on few hosts, consider shard_by = \"watcher\" (see the README on politeness)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -161,8 +247,15 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Arc<Watcher>>, Failur
         .map(|name| {
             config.watcher(name).cloned().ok_or_else(|| {
                 let known: Vec<&str> = config.watchers.iter().map(|w| w.name.as_str()).collect();
+                let whose = match &config.cluster.node {
+                    Ok(index) if config.cluster.shards > 1 => format!(
+                        "shard {index} of {} has (`check --shards` shows how they divide)",
+                        config.cluster.shards
+                    ),
+                    _ => "the config has".to_owned(),
+                };
                 Failure::Usage(format!(
-                    "unknown watcher `{name}`; the config has: {}",
+                    "unknown watcher `{name}`; {whose}: {}",
                     known.join(", ")
                 ))
             })
@@ -220,6 +313,8 @@ fn unexpected(reply: Reply) -> Failure {
         Reply::Once(_) => "once",
         Reply::Status(_) => "status",
         Reply::History(_) => "history",
+        Reply::Export(_) => "export",
+        Reply::Import(_) => "import",
     };
     failed(format_args!(
         "the running daemon answered with a {kind} report to another question"
@@ -253,7 +348,7 @@ fn print_report<R: serde::Serialize>(
 
 /// `pagehook once [WATCHER...]`
 pub async fn once(file: &ConfigFile, names: &[String]) -> Done {
-    let config = file.load(EXIT_CONFIG)?;
+    let config = file.load_own(EXIT_CONFIG)?;
     select(&config, names)?;
     let request = Request::Once {
         watchers: names.to_vec(),
@@ -272,7 +367,7 @@ pub async fn once(file: &ConfigFile, names: &[String]) -> Done {
 
 /// `pagehook deliveries [--pending|--dead] [--json]`
 pub async fn deliveries(file: &ConfigFile, view: DeliveriesView) -> Done {
-    let config = file.load(1)?;
+    let config = file.load_own(1)?;
     let report = match ask(&config, Request::Deliveries).await? {
         Reply::Deliveries(report) => report,
         other => return Err(unexpected(other)),
@@ -288,7 +383,7 @@ pub async fn replay(file: &ConfigFile, event_ids: &[String], dead: bool) -> Done
             "an event id is empty; give whole ids (evt_...), as `pagehook deliveries` lists them",
         ));
     }
-    let config = file.load(1)?;
+    let config = file.load_own(1)?;
     let request = Request::Replay {
         event_ids: event_ids.to_vec(),
         dead,
@@ -313,7 +408,7 @@ pub async fn status(file: &ConfigFile, as_json: bool) -> Done {
     };
     let reply = match running {
         Some(reply) => reply,
-        None => ask(&file.load(1)?, Request::Status).await?,
+        None => ask(&file.load_own(1)?, Request::Status).await?,
     };
     let report = match reply {
         Reply::Status(report) => report,
@@ -325,7 +420,7 @@ pub async fn status(file: &ConfigFile, as_json: bool) -> Done {
 
 /// `pagehook history WATCHER [--limit N] [--json]`
 pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bool) -> Done {
-    let config = file.load(1)?;
+    let config = file.load_own(1)?;
     let request = Request::History {
         watcher: watcher.to_owned(),
         limit,
@@ -341,6 +436,160 @@ pub async fn history(file: &ConfigFile, watcher: &str, limit: usize, as_json: bo
     };
     print_report(&report, as_json, ops::render_history)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pagehook export [WATCHER...] [--unowned]`: the header line, then one record a line, as
+/// the daemon (or the store) hands them out a page at a time.
+pub async fn export(file: &ConfigFile, names: &[String], unowned: bool) -> Done {
+    let config = file.load_own(1)?;
+    select(&config, names)?;
+    let selection = match unowned {
+        true => ops::Selection::Unowned,
+        false => ops::Selection::Configured(names.to_vec()),
+    };
+    let mut header = Some(ops::Header::now());
+    let (mut after, mut without_state) = (None, Vec::new());
+    loop {
+        let request = Request::Export {
+            selection: selection.clone(),
+            after: after.take(),
+        };
+        let page = match ask(&config, request).await? {
+            Reply::Export(page) => page,
+            other => return Err(unexpected(other)),
+        };
+        // Written once the first page is in, so a failure leaves stdout empty.
+        if let Some(header) = header.take() {
+            out!("{}", serde_json::to_string(&header).expect("plain data"));
+        }
+        for record in &page.records {
+            out!("{}", serde_json::to_string(record).expect("plain data"));
+        }
+        without_state.extend(page.without_state);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if !without_state.is_empty() {
+        let shown = without_state.len().min(10);
+        let more = match without_state.len() - shown {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let _ = writeln!(
+            io::stderr().lock(),
+            "pagehook export: not exported, never checked here so no state yet: {}{more}",
+            without_state[..shown].join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pagehook import FILE` (`-`: stdin). The file is read twice: through once to check every
+/// line (so a broken file writes nothing), then again to send it in batches, so that memory
+/// holds one batch rather than the whole file parsed.
+pub async fn import(file: &ConfigFile, path: &Path) -> Done {
+    let config = file.load_own(1)?;
+    let (source, shown) = if path == Path::new("-") {
+        let mut text = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut text)
+            .map_err(|err| failed(format_args!("cannot read stdin: {err}")))?;
+        (ImportSource::Stdin(text), "stdin".to_owned())
+    } else {
+        (
+            ImportSource::File(path.to_owned()),
+            path.display().to_string(),
+        )
+    };
+    let refused =
+        |err: &dyn std::fmt::Display| failed(format_args!("{shown}: {err}; nothing was imported"));
+    for record in source.records().map_err(|err| refused(&err))? {
+        request_size(&record.map_err(|err| refused(&err))?, &shown)?;
+    }
+    let mut report = ImportReport::default();
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    for record in source.records().map_err(|err| refused(&err))? {
+        let record = record.map_err(|err| {
+            merged_before(
+                &report,
+                &shown,
+                failed(format_args!("{shown} changed during the import: {err}")),
+            )
+        })?;
+        let size = request_size(&record, &shown)?;
+        if !batch.is_empty() && bytes + size > IMPORT_BATCH_BYTES {
+            send_batch(&config, std::mem::take(&mut batch), &mut report, &shown).await?;
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push(record);
+    }
+    if !batch.is_empty() {
+        send_batch(&config, batch, &mut report, &shown).await?;
+    }
+    print(&ops::render_import(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `import` reads: a file, opened once per pass, or stdin, kept as text to read twice.
+enum ImportSource {
+    File(PathBuf),
+    Stdin(Vec<u8>),
+}
+
+impl ImportSource {
+    fn records(&self) -> io::Result<ops::ExportReader<Box<dyn io::BufRead + Send + '_>>> {
+        let input: Box<dyn io::BufRead + Send> = match self {
+            ImportSource::File(path) => Box::new(io::BufReader::new(std::fs::File::open(path)?)),
+            ImportSource::Stdin(text) => Box::new(&text[..]),
+        };
+        Ok(ops::ExportReader::new(input))
+    }
+}
+
+/// A record's bytes in an import request. One larger than a control request may be is
+/// refused while the file is checked, before anything is sent.
+fn request_size(record: &Record, shown: &str) -> Result<usize, Failure> {
+    let size = serde_json::to_vec(record).expect("plain data").len() + 1;
+    if size as u64 + IMPORT_REQUEST_OVERHEAD > control::MAX_IMPORT_REQUEST {
+        return Err(failed(format_args!(
+            "{shown}: the record of `{}` is {size} bytes, more than one import request takes ({} bytes); nothing was imported",
+            record.watcher,
+            control::MAX_IMPORT_REQUEST
+        )));
+    }
+    Ok(size)
+}
+
+async fn send_batch(
+    config: &Config,
+    records: Vec<Record>,
+    report: &mut ImportReport,
+    shown: &str,
+) -> Result<(), Failure> {
+    let reply = ask(config, Request::Import { records })
+        .await
+        .map_err(|failure| merged_before(report, shown, failure))?;
+    match reply {
+        Reply::Import(part) => {
+            report.add(part);
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A failure part way through an import says what was merged already, and that going again
+/// is safe.
+fn merged_before(report: &ImportReport, shown: &str, failure: Failure) -> Failure {
+    match failure {
+        Failure::Failed(err) if !report.is_empty() => Failure::Failed(err.context(format!(
+            "{} watchers from {shown} were merged before this; importing the file again is safe, as a merge already done changes nothing",
+            report.merged()
+        ))),
+        other => other,
+    }
 }
 
 /// `pagehook test [WATCHER...] [--json]`

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,8 +19,16 @@ use tracing::{debug, warn};
 use crate::ops::{Reply, Request};
 
 const SOCKET: &str = "control.sock";
-/// A request line longer than this is not one of ours.
+/// A request line longer than this is not one of ours, except an import.
 const MAX_REQUEST: u64 = 64 * 1024;
+/// An import carries watchers' state and history, megabytes in all, and one watcher with 1,000
+/// history entries can pass 64 KB alone. So `pagehook import` sends its records in batches
+/// of about a megabyte (a record larger than that alone), and a request line that begins as
+/// an import may be this long: a bound on what one connection makes the daemon hold, far above
+/// any real record, that `import` checks every record against before it sends the first.
+pub(crate) const MAX_IMPORT_REQUEST: u64 = 64 * 1024 * 1024;
+/// How an import request line begins: serde writes the tag first (a test pins it).
+const IMPORT_PREFIX: &[u8] = br#"{"command":"import""#;
 /// How long a client waits for the daemon; `once` may run checks for a while.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -34,21 +42,25 @@ struct Response {
     error: Option<String>,
 }
 
-impl Response {
-    fn from(result: Result<Reply, String>) -> Self {
-        match result {
-            Ok(output) => Response {
-                ok: true,
-                output: Some(output),
-                error: None,
-            },
-            Err(error) => Response {
-                ok: false,
-                output: None,
-                error: Some(error),
-            },
+/// The response line to a request: the handler's reply, already encoded (a large report is
+/// encoded as it is read), or its error.
+fn response_line(result: Result<Vec<u8>, String>) -> Vec<u8> {
+    let mut line = match result {
+        Ok(output) => {
+            let mut line = br#"{"ok":true,"output":"#.to_vec();
+            line.extend_from_slice(&output);
+            line.push(b'}');
+            line
         }
-    }
+        Err(error) => serde_json::to_vec(&Response {
+            ok: false,
+            output: None,
+            error: Some(error),
+        })
+        .expect("plain data"),
+    };
+    line.push(b'\n');
+    line
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +107,12 @@ pub async fn call(state_dir: &Path, request: &Request) -> Result<Option<Reply>, 
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
         write.write_all(&line).await.map_err(io)?;
-        let mut answer = String::new();
+        let mut answer = Vec::new();
         BufReader::new(read)
-            .read_line(&mut answer)
+            .read_until(b'\n', &mut answer)
             .await
             .map_err(io)?;
-        let response: Response = serde_json::from_str(&answer)?;
+        let response: Response = serde_json::from_slice(&answer)?;
         match response.ok {
             true => response
                 .output
@@ -135,11 +147,12 @@ pub fn bind(state_dir: &Path) -> std::io::Result<Bound> {
     Ok(Bound { listener, path })
 }
 
-/// Serve the bound control socket until `shutdown`, answering each request with `handle`.
+/// Serve the bound control socket until `shutdown`, answering each request with `handle`,
+/// which gives the JSON of its [`Reply`].
 pub async fn serve<H, F>(bound: Bound, handle: H, shutdown: CancellationToken)
 where
     H: Fn(Request) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Reply, String>> + Send + 'static,
+    F: Future<Output = Result<Vec<u8>, String>> + Send + 'static,
 {
     let Bound { listener, path } = bound;
     let handle = Arc::new(handle);
@@ -164,34 +177,76 @@ where
 async fn answer<H, F>(stream: UnixStream, handle: Arc<H>)
 where
     H: Fn(Request) -> F,
-    F: Future<Output = Result<Reply, String>>,
+    F: Future<Output = Result<Vec<u8>, String>>,
 {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let result = match tokio::io::AsyncReadExt::take(BufReader::new(read), MAX_REQUEST)
-        .read_line(&mut line)
-        .await
-    {
-        Err(err) => Err(format!("cannot read the request: {err}")),
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
+    let result = match read_request(BufReader::new(read)).await {
+        Err(err) => Err(err),
+        Ok(line) => match serde_json::from_slice::<Request>(&line) {
             Err(err) => Err(format!(
                 "unknown request (is the CLI a different version?): {err}"
             )),
             Ok(request) => handle(request).await,
         },
     };
-    let response = Response::from(result);
-    let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
-    bytes.push(b'\n');
-    if let Err(err) = write.write_all(&bytes).await {
+    if let Err(err) = write.write_all(&response_line(result)).await {
         debug!(error = %err, "control client went away before the answer");
     }
+}
+
+/// One request line, at most [`MAX_REQUEST`] long, or [`MAX_IMPORT_REQUEST`] for an import.
+async fn read_request(mut reader: impl AsyncBufRead + Unpin) -> Result<Vec<u8>, String> {
+    let unreadable = |err: std::io::Error| format!("cannot read the request: {err}");
+    let mut line = Vec::new();
+    (&mut reader)
+        .take(MAX_REQUEST)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(unreadable)?;
+    let mut limit = MAX_REQUEST;
+    if line.len() as u64 == MAX_REQUEST && !line.ends_with(b"\n") && line.starts_with(IMPORT_PREFIX)
+    {
+        limit = MAX_IMPORT_REQUEST;
+        reader
+            .take(MAX_IMPORT_REQUEST - MAX_REQUEST)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(unreadable)?;
+    }
+    if line.len() as u64 == limit && !line.ends_with(b"\n") {
+        return Err(format!("the request is longer than {limit} bytes"));
+    }
+    Ok(line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::Replayed;
+
+    #[tokio::test]
+    async fn only_an_import_may_pass_the_request_limit_and_only_up_to_its_own() {
+        let import = serde_json::to_vec(&Request::Import { records: vec![] }).unwrap();
+        assert!(import.starts_with(IMPORT_PREFIX), "the tag comes first");
+
+        let long = |prefix: &[u8], len: u64| {
+            let mut line = prefix.to_vec();
+            line.resize(len as usize, b' ');
+            line.push(b'\n');
+            line
+        };
+        let big_import = long(IMPORT_PREFIX, 3 * MAX_REQUEST);
+        assert_eq!(read_request(&big_import[..]).await.unwrap(), big_import);
+        let big_other = long(br#"{"command":"status""#, 3 * MAX_REQUEST);
+        let err = read_request(&big_other[..]).await.unwrap_err();
+        assert_eq!(err, "the request is longer than 65536 bytes");
+        let too_big = long(IMPORT_PREFIX, MAX_IMPORT_REQUEST + 1);
+        let err = read_request(&too_big[..]).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!("the request is longer than {MAX_IMPORT_REQUEST} bytes")
+        );
+    }
 
     #[tokio::test]
     async fn a_request_reaches_the_handler_and_its_answer_comes_back() {
@@ -213,9 +268,10 @@ mod tests {
                     Request::Replay { event_ids, .. } if event_ids.is_empty() => {
                         Err("nothing to replay".to_string())
                     }
-                    other => Ok(Reply::Replay(Replayed {
+                    other => Ok(serde_json::to_vec(&Reply::Replay(Replayed {
                         queued: vec![("echo".to_owned(), serde_json::to_string(&other).unwrap())],
-                    })),
+                    }))
+                    .unwrap()),
                 }
             },
             shutdown.clone(),

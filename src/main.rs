@@ -27,6 +27,9 @@ struct Cli {
         default_value = "watchers.toml"
     )]
     config: PathBuf,
+    /// Which shard of the config's [cluster] this process is (0 to shards-1).
+    #[arg(long, global = true, value_name = "I")]
+    shard: Option<String>,
     /// Log lines as readable text or as JSON objects (for log shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -46,8 +49,14 @@ enum Command {
         watchers: Vec<String>,
     },
     /// Validate the config; print every problem as FILE:LINE:COL: message.
-    #[command(after_help = "Example:\n  pagehook check -c watchers.toml")]
-    Check,
+    #[command(
+        after_help = "Examples:\n  pagehook check -c watchers.toml\n  pagehook check --shards      # how [cluster] divides the watchers"
+    )]
+    Check {
+        /// Print how many watchers and hosts each shard of [cluster] gets.
+        #[arg(long)]
+        shards: bool,
+    },
     /// Fetch and extract now and print the values; touches no state, sends nothing.
     #[command(after_help = "Example:\n  pagehook test acme-widget --json")]
     Test {
@@ -119,6 +128,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write watchers' state and history as JSON lines, to move them to another shard with
+    /// their baseline and seq.
+    #[command(
+        after_help = "Examples:\n  pagehook export > all.jsonl\n  pagehook export --unowned > moved.jsonl   # after [cluster] shards changed\n  pagehook export acme-widget | ssh shard-2 pagehook import -"
+    )]
+    Export {
+        /// Watchers to export (default: every configured watcher with state).
+        watchers: Vec<String>,
+        /// Instead, the watchers the store has state for and the config does not: the ones
+        /// another shard owns now, or deleted ones.
+        #[arg(long, conflicts_with = "watchers")]
+        unowned: bool,
+    },
+    /// Merge an export into this shard's state: the newer state of each watcher wins, the
+    /// histories are joined; watchers this config does not have are skipped.
+    #[command(after_help = "Example:\n  pagehook import moved.jsonl")]
+    Import {
+        /// The export file; `-` reads stdin.
+        file: PathBuf,
+    },
     /// Try pagehook offline: a local shop whose prices move, pagehook watching it, and a receiver
     /// verifying every webhook; one line per event.
     #[command(
@@ -180,13 +209,14 @@ fn main() -> ExitCode {
     let file = ConfigFile {
         path: cli.config,
         log_format: cli.log_format,
+        shard: cli.shard,
     };
     let name = cli.command.name();
     let done = runtime.block_on(async {
         match cli.command {
             Command::Run => commands::run(file).await,
             Command::Once { watchers } => commands::once(&file, &watchers).await,
-            Command::Check => commands::check_config(&file),
+            Command::Check { shards } => commands::check_config(&file, shards),
             Command::Test { watchers, json } => commands::test(&file, &watchers, json).await,
             Command::Probe { url, browser, json } => {
                 commands::probe_url(&file, &url, browser, json).await
@@ -210,6 +240,10 @@ fn main() -> ExitCode {
                 limit,
                 json,
             } => commands::history(&file, &watcher, limit, json).await,
+            Command::Export { watchers, unowned } => {
+                commands::export(&file, &watchers, unowned).await
+            }
+            Command::Import { file: path } => commands::import(&file, &path).await,
             Command::Demo { duration } => commands::demo(duration).await,
             Command::Receive {
                 host,
@@ -232,13 +266,15 @@ impl Command {
         match self {
             Command::Run => "run",
             Command::Once { .. } => "once",
-            Command::Check => "check",
+            Command::Check { .. } => "check",
             Command::Test { .. } => "test",
             Command::Probe { .. } => "probe",
             Command::Deliveries { .. } => "deliveries",
             Command::Replay { .. } => "replay",
             Command::Status { .. } => "status",
             Command::History { .. } => "history",
+            Command::Export { .. } => "export",
+            Command::Import { .. } => "import",
             Command::Demo { .. } => "demo",
             Command::Receive { .. } => "receive",
             Command::Secret => "secret",

@@ -43,6 +43,12 @@ struct WatcherLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    index: u32,
+    shards: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabel {
     webhook: String,
 }
@@ -64,6 +70,7 @@ struct Metrics {
     overdue: Family<WatcherLabel, Gauge<f64, AtomicU64>>,
     overdue_watchers: Gauge,
     never_checked: Gauge,
+    shard: Family<ShardLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -87,6 +94,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         overdue: Family::default(),
         overdue_watchers: Gauge::default(),
         never_checked: Gauge::default(),
+        shard: Family::default(),
     };
     registry.register(
         "checks",
@@ -125,6 +133,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "dead_letters",
         "Events moved to the dead letters after their last retry, by webhook",
         m.dead_letters.clone(),
+    );
+    registry.register(
+        "shard",
+        "1, labelled with this node's shard index and the cluster's shard count",
+        m.shard.clone(),
     );
     registry.register(
         "outbox_depth",
@@ -289,6 +302,16 @@ fn observe_store(
     Ok(())
 }
 
+/// This process is shard `index` of `shards`: a dashboard sums the shards, and an alert on
+/// `count by (index) (pagehook_shard) > 1` finds two nodes started as one shard.
+pub fn shard(index: u32, shards: u32) {
+    METRICS.shard.clear();
+    METRICS
+        .shard
+        .get_or_create(&ShardLabels { index, shards })
+        .set(1);
+}
+
 /// Every metric in the OpenMetrics text format, which Prometheus scrapes natively.
 pub fn encode() -> String {
     let mut text = String::new();
@@ -307,12 +330,14 @@ mod tests {
         change_detected("metrics-unit");
         bytes_fetched("metrics-unit", 2048);
         delivery_finished("metrics-unit-hook", false, Duration::from_millis(30));
+        shard(2, 3);
         let text = encode();
         for line in [
             r#"pagehook_checks_total{watcher="metrics-unit",outcome="changed"} 1"#,
             r#"pagehook_changes_total{watcher="metrics-unit"} 1"#,
             r#"pagehook_fetched_bytes_total{watcher="metrics-unit"} 2048"#,
             r#"pagehook_deliveries_total{webhook="metrics-unit-hook",outcome="failed"} 1"#,
+            r#"pagehook_shard{index="2",shards="3"} 1"#,
             "# TYPE pagehook_check_duration_seconds histogram",
             "# TYPE pagehook_outbox_depth gauge",
         ] {

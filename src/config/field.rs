@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::{ByteSize, Validator, css};
 use crate::extract::{Field, FieldKind, Source, currency};
+use crate::fetch::HttpOptions;
 use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
 
 /// What fields compiled, by the text they were compiled from, for the fields after them.
@@ -20,6 +21,9 @@ pub(super) struct Compiled {
     selectors: HashMap<String, Arc<Selector>>,
     regexes: HashMap<String, Arc<Regex>>,
     rules: HashSet<Arc<Rules>>,
+    /// The last watcher's request options: watchers mostly take them all from [defaults], so
+    /// the next one's are usually the same.
+    http: Option<Arc<HttpOptions>>,
 }
 
 impl Compiled {
@@ -31,6 +35,14 @@ impl Compiled {
         let rules = Arc::new(rules);
         self.rules.insert(rules.clone());
         rules
+    }
+
+    /// These request options, shared with the last watcher when they are the same.
+    pub(super) fn http(&mut self, http: HttpOptions) -> Arc<HttpOptions> {
+        match &self.http {
+            Some(last) if **last == http => last.clone(),
+            _ => self.http.insert(Arc::new(http)).clone(),
+        }
     }
 }
 

@@ -63,11 +63,25 @@ pub(super) fn share_host_policies(watchers: &mut [Arc<Watcher>]) {
             })
             .or_insert(policy);
     }
+    // Watchers that shared their options before share the changed ones too.
+    let mut last: Option<(Arc<HttpOptions>, Arc<HttpOptions>)> = None;
     for w in watchers.iter_mut() {
         let policy = strictest[&host_key(&w.url)];
-        if w.http.host != policy {
-            Arc::make_mut(w).http.host = policy;
+        if w.http.host == policy {
+            continue;
         }
+        let changed = match &last {
+            Some((from, to)) if Arc::ptr_eq(from, &w.http) && to.host == policy => to.clone(),
+            _ => {
+                let to = Arc::new(HttpOptions {
+                    host: policy,
+                    ..(*w.http).clone()
+                });
+                last = Some((w.http.clone(), to.clone()));
+                to
+            }
+        };
+        Arc::make_mut(w).http = changed;
     }
 }
 

@@ -19,11 +19,14 @@ pub(crate) const DEFAULT_SCHEDULE: &str = "every 15m";
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
+/// Overrides `[daemon] admin_listen`.
+const ADMIN_LISTEN_VAR: &str = "PAGEHOOK_ADMIN_LISTEN";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
 pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
 mod browser;
 mod chunks;
+mod cluster;
 mod css;
 mod diagnostic;
 mod field;
@@ -32,6 +35,7 @@ mod http;
 mod values;
 mod watcher;
 
+pub use cluster::{Cluster, Node, ShardBy, shard_of};
 pub(crate) use diagnostic::{ConfigError, Diagnostic};
 pub use hooks::Webhook;
 pub(crate) use watcher::Watcher;
@@ -54,12 +58,26 @@ pub struct Config {
     pub(crate) max_concurrency: usize,
     /// The `[browser]` table (see `config/browser`).
     pub(crate) browser: crate::fetch::browser::BrowserConfig,
+    /// The `[cluster]` table and this node's part of it: `watchers` holds only that part.
+    pub cluster: Cluster,
+    /// The watchers in the file, on every shard.
+    pub watchers_in_file: usize,
 }
 
 impl Config {
     pub(crate) fn watcher(&self, name: &str) -> Option<&Arc<Watcher>> {
         self.watchers.iter().find(|w| w.name == name)
     }
+}
+
+/// A watcher's or webhook's name: 1-128 characters from a-z, 0-9, - and _. It keys the store,
+/// so an import checks its names by this rule too.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A config and the odd-but-legal settings worth a warning.
@@ -72,6 +90,10 @@ pub struct Loaded {
 /// Where a config's outside inputs come from, so tests need no process environment.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
+    /// For `[cluster] shard = "hostname"`.
+    fn hostname(&self) -> Option<String> {
+        cluster::hostname()
+    }
 }
 
 /// The real process environment.
@@ -83,8 +105,13 @@ impl Environment for ProcessEnv {
     }
 }
 
-/// Read and validate a config file.
+/// Read and validate a config file, keeping this node's watchers.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_for(path, Node::Own { flag: None })
+}
+
+/// Read and validate a config file as `node`.
+pub fn load_for(path: &Path, node: Node<'_>) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
         errors: vec![Diagnostic {
             file: path.to_owned(),
@@ -93,11 +120,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             message: format!("cannot read config: {err}"),
         }],
     })?;
-    parse(&text, path, &ProcessEnv)
+    parse_for(&text, path, &ProcessEnv, node)
 }
 
 /// Validate config text as if read from `path` (relative secret files resolve beside it).
 pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
+    parse_for(text, path, env, Node::Own { flag: None })
+}
+
+/// [`parse`] as `node`.
+pub fn parse_for(
+    text: &str,
+    path: &Path,
+    env: &dyn Environment,
+    node: Node<'_>,
+) -> Result<Loaded, ConfigError> {
     let mut v = Validator {
         file: path,
         text,
@@ -129,7 +166,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, C
         Some(cut) => RawWatchers::Cut(text, &cut.watchers),
         None => RawWatchers::Parsed(std::mem::take(&mut raw.watchers)),
     };
-    match v.config(raw, watchers) {
+    match v.config(raw, watchers, node) {
         Some(config) if v.errors.is_empty() => Ok(Loaded {
             config,
             warnings: v.warnings,
@@ -176,6 +213,7 @@ struct RawConfig {
     watchers: Vec<Spanned<Box<RawWatcher>>>,
     proxies: Option<Spanned<http::RawProxies>>,
     browser: Option<Spanned<browser::RawBrowser>>,
+    cluster: Option<Spanned<cluster::RawCluster>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,14 +256,23 @@ struct Validator<'a> {
 impl Validator<'_> {
     /// The config, or None when a watcher's table does not parse: like any shape error, it
     /// is then the one error told.
-    fn config(&mut self, raw: RawConfig, raw_watchers: RawWatchers<'_>) -> Option<Config> {
+    fn config(
+        &mut self,
+        raw: RawConfig,
+        raw_watchers: RawWatchers<'_>,
+        node: Node<'_>,
+    ) -> Option<Config> {
         let state_dir = resolve_state_dir(raw.daemon.state_dir, self.file, self.env);
 
-        let admin_listen = raw
-            .daemon
-            .admin_listen
-            .as_ref()
-            .and_then(|a| self.admin_listen(a));
+        // Shards on one host share the file, not a port: the environment names each one's.
+        let admin_listen = match self.env.var(ADMIN_LISTEN_VAR).filter(|a| !a.is_empty()) {
+            Some(addr) => self.admin_listen(&Spanned::new(0..0, addr), ADMIN_LISTEN_VAR),
+            None => raw
+                .daemon
+                .admin_listen
+                .as_ref()
+                .and_then(|a| self.admin_listen(a, "admin_listen")),
+        };
 
         // Watchers are checked against every declared webhook, valid or not, so one bad
         // webhook is reported once, not again at each watcher that uses it.
@@ -256,7 +303,9 @@ impl Validator<'_> {
 
         let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
         let pool = raw.proxies.and_then(|p| self.proxies(p));
-        let mut watchers = Vec::with_capacity(raw_watchers.len());
+        let cluster = self.cluster(raw.cluster, node);
+        let watchers_in_file = raw_watchers.len();
+        let mut watchers = Vec::with_capacity(watchers_in_file / cluster.shards as usize + 1);
         let mut seen = BTreeSet::new();
         let mut used = BTreeSet::new();
         for raw in raw_watchers.into_iter() {
@@ -279,7 +328,11 @@ impl Validator<'_> {
             }
             if let Some(w) = self.watcher(span, raw, &declared, pool.as_ref()) {
                 used.extend(w.webhooks.iter().cloned());
-                watchers.push(Arc::new(w));
+                // Every watcher is validated on every node, so that all nodes agree on
+                // whether the file is valid; only this node's own are kept.
+                if cluster.keeps(&w) {
+                    watchers.push(Arc::new(w));
+                }
             }
         }
         for (name, span) in declared.iter().filter(|(n, _)| !used.contains(*n)) {
@@ -296,8 +349,15 @@ impl Validator<'_> {
             .collect();
         self.browser_available(&browser, &rendered);
         http::share_host_policies(&mut watchers);
-        if watchers.is_empty() && self.errors.is_empty() {
+        if watchers_in_file == 0 && self.errors.is_empty() {
             self.warn(0..0, "no [[watchers]] defined: there is nothing to check");
+        } else if watchers.is_empty() && self.errors.is_empty() {
+            let msg = format!(
+                "shard {} of {} owns none of the {watchers_in_file} watchers: it has nothing to check",
+                cluster.node.as_ref().map_or(0, |i| *i),
+                cluster.shards
+            );
+            self.warn(0..0, msg);
         }
 
         Some(Config {
@@ -307,15 +367,13 @@ impl Validator<'_> {
             watchers,
             max_concurrency,
             browser,
+            cluster,
+            watchers_in_file,
         })
     }
 
     fn check_name(&mut self, span: &Range<usize>, what: &str, name: &str) -> bool {
-        let ok = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let ok = is_valid_name(name);
         if !ok {
             self.error(
                 span.clone(),
@@ -327,13 +385,13 @@ impl Validator<'_> {
         ok
     }
 
-    fn admin_listen(&mut self, raw: &Spanned<String>) -> Option<std::net::SocketAddr> {
+    fn admin_listen(&mut self, raw: &Spanned<String>, key: &str) -> Option<std::net::SocketAddr> {
         match raw.get_ref().parse::<std::net::SocketAddr>() {
             Ok(addr) => {
                 if !addr.ip().is_loopback() {
                     // /metrics names every watcher and endpoint; not for the open internet.
                     let msg = format!(
-                        "admin_listen {addr} is not a loopback address: /healthz and /metrics will be reachable from other hosts"
+                        "{key} {addr} is not a loopback address: /healthz and /metrics will be reachable from other hosts"
                     );
                     self.warn(raw.span(), msg);
                 }
@@ -341,7 +399,7 @@ impl Validator<'_> {
             }
             Err(_) => {
                 let msg = format!(
-                    "invalid admin_listen `{}`: write IP:PORT, e.g. \"127.0.0.1:9480\"",
+                    "invalid {key} `{}`: write IP:PORT, e.g. \"127.0.0.1:9480\"",
                     raw.get_ref()
                 );
                 self.error(raw.span(), msg);
@@ -528,6 +586,23 @@ mod tests {
             ),
             "{:?}",
             open.warnings
+        );
+        let env = FakeEnv(
+            [
+                ("PAGEHOOK_SECRET", SECRET),
+                ("PAGEHOOK_ADMIN_LISTEN", "127.0.0.1:9482"),
+            ]
+            .into(),
+        );
+        let text = format!(
+            "[daemon]\nadmin_listen = \"127.0.0.1:9480\"\n{}",
+            watcher("")
+        );
+        let overridden = parse(&text, Path::new("watchers.toml"), &env).unwrap();
+        assert_eq!(
+            overridden.config.admin_listen,
+            Some("127.0.0.1:9482".parse().unwrap()),
+            "the environment wins"
         );
         let errs = errors(&format!(
             "[daemon]\nadmin_listen = \"localhost\"\n{}",

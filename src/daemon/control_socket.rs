@@ -26,7 +26,7 @@ pub(super) async fn serve(
         };
         let now = clock.now();
         async move {
-            ops.answer(request, now)
+            ops.answer_json(request, now)
                 .await
                 .map_err(|err| err.to_string())
         }

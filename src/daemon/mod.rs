@@ -76,9 +76,13 @@ pub async fn run_on(
         }
         None => None,
     };
+    let shard = config.cluster.node.clone().unwrap_or_default();
+    crate::metrics::shard(shard, config.cluster.shards);
     info!(
         watchers = config.watchers.len(),
         webhooks = config.webhooks.len(),
+        shard,
+        shards = config.cluster.shards,
         state_dir = %config.state_dir.display(),
         "pagehook running"
     );
@@ -225,7 +229,8 @@ async fn reload(
         Err(_) => tell_systemd(&[NotifyState::Reloading]),
     }
     info!(config = %path.display(), "SIGHUP: reloading the config");
-    let loaded = match config::load(path) {
+    // A node stays the shard it started as: its store holds that shard's watchers.
+    let loaded = match config::load_for(path, config::Node::Kept(&current.cluster)) {
         Ok(loaded) => loaded,
         Err(err) => {
             for diagnostic in &err.errors {

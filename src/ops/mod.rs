@@ -1,10 +1,11 @@
 //! The reports and actions that both the CLI and the daemon serve: `status`, `history`,
-//! `deliveries`, `replay` and `once`. Each [`Request`] has one [`Reply`]; the daemon computes it
+//! `deliveries`, `replay`, `once`, `export` and `import`. Each [`Request`] has one [`Reply`]; the daemon computes it
 //! over the control socket, a command over the store when no daemon runs, and both render it
 //! through [`render`], so a user sees the same either way.
 
 mod render;
 mod report;
+mod transfer;
 
 use std::sync::Arc;
 
@@ -19,18 +20,37 @@ use crate::store::{Store, StoreError};
 
 pub use render::{DeliveriesView, Show};
 pub(crate) use render::{render_deliveries, render_history, render_once};
-pub(crate) use render::{render_replayed, render_status};
+pub(crate) use render::{render_import, render_replayed, render_status};
+pub(crate) use report::Statuses;
 pub(crate) use report::{Deliveries, HistoryReport, Replayed, StatusReport, history, status};
+pub(crate) use transfer::{ExportPage, ExportReader, Header, ImportReport, Record, Selection};
 
 /// What a command asks of the daemon (or, with none running, of the store).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub(crate) enum Request {
     Deliveries,
-    Replay { event_ids: Vec<String>, dead: bool },
-    Once { watchers: Vec<String> },
+    Replay {
+        event_ids: Vec<String>,
+        dead: bool,
+    },
+    Once {
+        watchers: Vec<String>,
+    },
     Status,
-    History { watcher: String, limit: usize },
+    History {
+        watcher: String,
+        limit: usize,
+    },
+    /// One page of an export: the selected watchers after `after`, in order.
+    Export {
+        selection: Selection,
+        after: Option<String>,
+    },
+    /// One batch of an import; the CLI has read and checked the whole file first.
+    Import {
+        records: Vec<Record>,
+    },
 }
 
 /// The answer to each [`Request`], one variant per request.
@@ -43,6 +63,16 @@ pub(crate) enum Reply {
     Status(StatusReport),
     /// None for a watcher neither the config nor the store knows.
     History(Option<HistoryReport>),
+    Export(ExportPage),
+    Import(ImportReport),
+}
+
+/// A [`Reply`] encoded as it is built, for a report too large to hold decoded at once: the
+/// same tags, so a command reads it as the `Reply`.
+#[derive(Serialize)]
+#[serde(tag = "reply", content = "report", rename_all = "snake_case")]
+enum Streamed<'a> {
+    Status(Statuses<'a>),
 }
 
 /// What `once` did, whether it ran here or in the daemon.
@@ -62,6 +92,8 @@ pub(crate) enum OpsError {
     UnknownWatcher(String),
     #[error("{0}")]
     Client(String),
+    #[error("cannot encode the report: {0}")]
+    Encode(serde_json::Error),
 }
 
 /// Who answers: the daemon, whose workers deliver, or a command alone with the store.
@@ -107,17 +139,51 @@ impl Ops {
                 Reply::Replay(replayed)
             }
             Request::Status => {
-                let running_since = match &self.answerer {
-                    Answerer::Daemon { started, .. } => Some(*started),
-                    Answerer::Alone { .. } => None,
-                };
-                Reply::Status(status(store, &self.watchers, now, running_since)?)
+                Reply::Status(status(store, &self.watchers, now, self.running_since())?)
             }
             Request::History { watcher, limit } => {
                 Reply::History(history(store, &self.watchers, &watcher, limit)?)
             }
             Request::Once { watchers } => Reply::Once(self.once(&watchers).await?),
+            Request::Export { selection, after } => Reply::Export(transfer::export(
+                store,
+                &self.watchers,
+                &selection,
+                after.as_deref(),
+                transfer::EXPORT_PAGE_BYTES,
+            )?),
+            // The scheduler reads a watcher's state afresh at each check, so a running daemon
+            // diffs its next check against what was imported, and continues its `seq`.
+            Request::Import { records } => {
+                Reply::Import(transfer::import(store, &self.watchers, &records).await?)
+            }
         })
+    }
+
+    /// The reply to `request` as JSON, as the control socket sends it. A status is encoded
+    /// watcher by watcher as it is read: built whole first, 100,000 watchers' values would
+    /// take a hundred megabytes more, which the heap keeps after.
+    pub(crate) async fn answer_json(
+        &self,
+        request: Request,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, OpsError> {
+        let encoded = match request {
+            Request::Status => {
+                let statuses =
+                    Statuses::read(&self.store, &self.watchers, now, self.running_since())?;
+                serde_json::to_vec(&Streamed::Status(statuses))
+            }
+            other => serde_json::to_vec(&self.answer(other, now).await?),
+        };
+        encoded.map_err(OpsError::Encode)
+    }
+
+    fn running_since(&self) -> Option<DateTime<Utc>> {
+        match &self.answerer {
+            Answerer::Daemon { started, .. } => Some(*started),
+            Answerer::Alone { .. } => None,
+        }
     }
 
     async fn once(&self, names: &[String]) -> Result<OnceReport, OpsError> {

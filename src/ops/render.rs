@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::{Deliveries, HistoryReport, OnceReport, Replayed, StatusReport};
+use super::{Deliveries, HistoryReport, ImportReport, OnceReport, Replayed, StatusReport};
 use crate::check::Checks;
 use crate::extract::Values;
 
@@ -277,4 +277,33 @@ pub(crate) fn render_once(report: &OnceReport) -> String {
     format!(
         "checked {checked}: {changed} changed, {unchanged} unchanged, {quiet} quiet, {baseline} baseline, {failed} failed; {deliveries}\n"
     )
+}
+
+/// `pagehook import`: what became of each watcher in the file.
+pub(crate) fn render_import(report: &ImportReport) -> String {
+    let mut out = format!(
+        "imported {}: {} new, {} replaced, {} kept because the local state is as new or newer\n",
+        plural(report.merged(), "watcher"),
+        report.new.len(),
+        report.replaced.len(),
+        report.kept.len()
+    );
+    for (label, names) in [
+        ("new", &report.new),
+        ("replaced", &report.replaced),
+        ("kept", &report.kept),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "{label}: {}", names.join(", "));
+        }
+    }
+    if !report.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "skipped {} this shard does not have: {}",
+            plural(report.skipped.len(), "watcher"),
+            report.skipped.join(", ")
+        );
+    }
+    out
 }

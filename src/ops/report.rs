@@ -45,27 +45,30 @@ pub(crate) struct WatcherStatus {
     pub(crate) pending_deliveries: usize,
 }
 
-impl StatusReport {
-    /// One line for systemd's STATUS=: what `systemctl status` shows under the unit.
-    pub(crate) fn summary(&self) -> String {
-        let failing = self
-            .watchers
-            .iter()
-            .filter(|w| w.consecutive_failures > 0)
-            .count();
-        let overdue = self
-            .watchers
-            .iter()
-            .filter(|w| w.overdue_since.is_some())
-            .count();
+/// The watchers a summary counts.
+#[derive(Default)]
+struct Tally {
+    pages: usize,
+    failing: usize,
+    overdue: usize,
+}
+
+impl Tally {
+    fn add(&mut self, status: &WatcherStatus) {
+        self.pages += 1;
+        self.failing += usize::from(status.consecutive_failures > 0);
+        self.overdue += usize::from(status.overdue_since.is_some());
+    }
+
+    fn line(&self, pending_deliveries: usize) -> String {
         let mut line = format!(
             "watching {}, {} failing, {} queued",
-            plural(self.watchers.len(), "page"),
-            failing,
-            plural(self.pending_deliveries, "delivery")
+            plural(self.pages, "page"),
+            self.failing,
+            plural(pending_deliveries, "delivery")
         );
-        if overdue > 0 {
-            let _ = write!(line, ", {overdue} overdue");
+        if self.overdue > 0 {
+            let _ = write!(line, ", {} overdue", self.overdue);
         }
         line
     }
@@ -79,14 +82,63 @@ pub(crate) fn status(
     now: DateTime<Utc>,
     running_since: Option<DateTime<Utc>>,
 ) -> Result<StatusReport, StoreError> {
-    let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-    let outbox = store.pending()?;
-    for delivery in &outbox {
-        *pending.entry(delivery.watcher.clone()).or_default() += 1;
+    let statuses = Statuses::read(store, watchers, now, running_since)?;
+    Ok(StatusReport {
+        watchers: statuses.iter().collect::<Result<_, _>>()?,
+        pending_deliveries: statuses.pending_total,
+    })
+}
+
+/// The status of each watcher, one at a time: encoded one by one, 100,000 of them never
+/// hold their values at once (a value map takes a kilobyte).
+pub(crate) struct Statuses<'a> {
+    store: &'a Store,
+    watchers: &'a [std::sync::Arc<Watcher>],
+    now: DateTime<Utc>,
+    running_since: Option<DateTime<Utc>>,
+    /// Deliveries in the outbox by watcher, and in all.
+    pending: BTreeMap<String, usize>,
+    pending_total: usize,
+}
+
+impl<'a> Statuses<'a> {
+    pub(crate) fn read(
+        store: &'a Store,
+        watchers: &'a [std::sync::Arc<Watcher>],
+        now: DateTime<Utc>,
+        running_since: Option<DateTime<Utc>>,
+    ) -> Result<Self, StoreError> {
+        let mut pending: BTreeMap<String, usize> = BTreeMap::new();
+        let outbox = store.pending()?;
+        for delivery in &outbox {
+            *pending.entry(delivery.watcher.clone()).or_default() += 1;
+        }
+        Ok(Statuses {
+            store,
+            watchers,
+            now,
+            running_since,
+            pending,
+            pending_total: outbox.len(),
+        })
     }
-    let mut report = Vec::with_capacity(watchers.len());
-    for watcher in watchers {
-        let state = store.watcher_state(&watcher.name)?;
+
+    /// One line for systemd's STATUS=: what `systemctl status` shows under the unit.
+    pub(crate) fn summary(&self) -> Result<String, StoreError> {
+        let mut tally = Tally::default();
+        for status in self.iter() {
+            tally.add(&status?);
+        }
+        Ok(tally.line(self.pending_total))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Result<WatcherStatus, StoreError>> + '_ {
+        self.watchers.iter().map(|w| self.of(w))
+    }
+
+    fn of(&self, watcher: &Watcher) -> Result<WatcherStatus, StoreError> {
+        let now = self.now;
+        let state = self.store.shown_state(&watcher.name)?;
         let next_run = if watcher
             .schedule
             .is_overdue(state.last_check, now, watcher.offset)
@@ -102,7 +154,7 @@ pub(crate) fn status(
                 "failed".to_owned()
             }
         });
-        report.push(WatcherStatus {
+        Ok(WatcherStatus {
             name: watcher.name.clone(),
             url: watcher.url.to_string(),
             values: state.values,
@@ -114,15 +166,32 @@ pub(crate) fn status(
                 .filter(|_| state.last_success != state.last_check),
             last_success: state.last_success,
             next_run,
-            overdue_since: watcher.overdue_since(state.last_check, now, running_since),
+            overdue_since: watcher.overdue_since(state.last_check, now, self.running_since),
             consecutive_failures: state.consecutive_failures,
-            pending_deliveries: pending.get(&watcher.name).copied().unwrap_or(0),
-        });
+            pending_deliveries: self.pending.get(&watcher.name).copied().unwrap_or(0),
+        })
     }
-    Ok(StatusReport {
-        watchers: report,
-        pending_deliveries: outbox.len(),
-    })
+}
+
+/// Encoded as a [`StatusReport`] is, each watcher's status built as it is written.
+impl Serialize for Statuses<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq, SerializeStruct};
+        struct Each<'s, 'a>(&'s Statuses<'a>);
+        impl Serialize for Each<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.watchers.len()))?;
+                for status in self.0.iter() {
+                    seq.serialize_element(&status.map_err(S::Error::custom)?)?;
+                }
+                seq.end()
+            }
+        }
+        let mut report = serializer.serialize_struct("StatusReport", 2)?;
+        report.serialize_field("watchers", &Each(self))?;
+        report.serialize_field("pending_deliveries", &self.pending_total)?;
+        report.end()
+    }
 }
 
 /// A watcher's recorded values, newest first.
@@ -277,8 +346,11 @@ mod tests {
             Some("2026-11-27T05:00:00Z".parse().unwrap()),
             "due at the slot after its last check, and that was 90 minutes ago"
         );
+        let summary = Statuses::read(&store, &watchers(), now, None)
+            .and_then(|s| s.summary())
+            .unwrap();
         assert_eq!(
-            report.summary(),
+            summary,
             "watching 2 pages, 1 failing, 0 deliveries queued, 1 overdue"
         );
 
@@ -316,11 +388,10 @@ mod tests {
                 .iter()
                 .all(|w| w.overdue_since == Some(started))
         );
-        assert!(
-            report.summary().ends_with(", 2 overdue"),
-            "{}",
-            report.summary()
-        );
+        let summary = Statuses::read(&store, &watchers(), later, Some(started))
+            .and_then(|s| s.summary())
+            .unwrap();
+        assert!(summary.ends_with(", 2 overdue"), "{summary}");
         assert!(
             render_status(&report)
                 .contains("fresh: overdue since 2026-11-27T06:00:00Z: it has never been checked")

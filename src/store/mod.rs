@@ -27,6 +27,7 @@ pub(crate) use health::Health;
 pub(crate) use outbox::OutboxKey;
 pub use outbox::{AttemptRecord, Delivery};
 use outbox::{due_bytes, name_prefix, outbox_event_id};
+pub(crate) use state::Rewrite;
 pub use state::{HistoryEntry, WatcherState};
 use watermark::Watermark;
 
@@ -58,6 +59,12 @@ pub enum StoreError {
     Key(String),
     #[error("no queued or dead delivery has the event id `{0}`")]
     NotFound(String),
+    #[error("the state of watcher `{0}` kept changing while it was being rewritten; try again")]
+    Contended(String),
+    #[error(
+        "the state of watcher `{0}` changed while this check ran (an import, or another check); the next check starts from it"
+    )]
+    Moved(String),
 }
 
 impl StoreError {

@@ -1,12 +1,12 @@
 //! What pagehook remembers of each watcher: its state, committed with its deliveries in one
 //! transaction, and its history of recorded values.
 
-use super::{Database, Delivery, OutboxKey, Store, StoreError, due_bytes, name_prefix, unabort};
+use super::{Database, Delivery, OutboxKey, Store, StoreError, due_bytes, name_prefix};
 use crate::extract::Values;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::ConflictableTransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// What pagehook remembers about one watcher between checks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,24 @@ pub struct WatcherState {
     pub body_hash: Option<String>,
 }
 
+/// What `status` shows of a watcher's state, read without the values last announced and the
+/// validators: for 100,000 watchers, those are as much work again as the rest.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ShownState {
+    #[serde(default)]
+    pub(crate) values: Option<Values>,
+    #[serde(default)]
+    pub(crate) last_check: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) last_success: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) consecutive_failures: u32,
+    #[serde(default)]
+    pub(crate) last_error: Option<String>,
+    #[serde(default)]
+    pub(crate) last_reason: Option<crate::reason::Reason>,
+}
+
 /// One recorded set of values: a baseline or a change. Unchanged checks add nothing, so the
 /// history reads as the values' own timeline rather than a log of every fetch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +97,13 @@ impl Store {
         })
     }
 
+    pub(crate) fn shown_state(&self, watcher: &str) -> Result<ShownState, StoreError> {
+        self.with(|d| match d.state.get(watcher)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(ShownState::default()),
+        })
+    }
+
     /// Write a watcher's new state and its deliveries atomically, then make them durable
     /// before anything is sent: a receiver never sees an event that a crash could undo.
     pub async fn commit(
@@ -87,15 +112,19 @@ impl Store {
         state: &WatcherState,
         deliveries: &[Delivery],
     ) -> Result<(), StoreError> {
-        self.commit_recorded(watcher, state, deliveries, None, 0)
+        self.commit_recorded(watcher, None, state, deliveries, None, 0)
             .await
     }
 
     /// `commit`, also recording `entry` in the watcher's history in the same transaction, then
-    /// dropping its oldest entries beyond `limit`.
+    /// dropping its oldest entries beyond `limit`. With `before`, the state this one was
+    /// stepped from, the commit fails with `StoreError::Moved` when the stored state is no
+    /// longer it (an import, or a `once` beside the scheduler, committed meanwhile): what it
+    /// holds would be lost, and its `seq` used twice.
     pub(crate) async fn commit_recorded(
         &self,
         watcher: &str,
+        before: Option<&WatcherState>,
         state: &WatcherState,
         deliveries: &[Delivery],
         entry: Option<&HistoryEntry>,
@@ -103,7 +132,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let database = self.database()?;
         let result = database
-            .commit_recorded(watcher, state, deliveries, entry, limit)
+            .commit_recorded(watcher, before, state, deliveries, entry, limit)
             .await;
         self.checked(&database, result)
     }
@@ -118,7 +147,40 @@ impl Store {
     pub(crate) fn known_watchers(&self) -> Result<Vec<String>, StoreError> {
         self.with(Database::known_watchers)
     }
+
+    /// A watcher's state and its whole history, oldest first; None when it has no state.
+    pub(crate) fn whole_watcher(
+        &self,
+        watcher: &str,
+    ) -> Result<Option<(WatcherState, Vec<HistoryEntry>)>, StoreError> {
+        self.with(|d| d.whole_watcher(watcher))
+    }
+
+    /// Write what `decide` makes of a watcher's stored state (None: it has none) and whole
+    /// history, in one transaction, and return its answer. The transaction only commits if
+    /// the state is still the one `decide` saw, so a check committing meanwhile is never
+    /// overwritten by a decision made without it: `decide` runs again on the new state.
+    /// Nothing is flushed: the caller flushes once after many.
+    pub(crate) fn rewrite_watcher<T>(
+        &self,
+        watcher: &str,
+        decide: impl Fn(Option<&WatcherState>, &[HistoryEntry]) -> (Rewrite, T),
+    ) -> Result<T, StoreError> {
+        self.with(|d| d.rewrite_watcher(watcher, decide))
+    }
 }
+
+/// What to write for one watcher; None leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Rewrite {
+    pub(crate) state: Option<WatcherState>,
+    /// The whole history, oldest first.
+    pub(crate) history: Option<Vec<HistoryEntry>>,
+}
+
+/// How often `rewrite_watcher` decides again when checks keep committing under it: checks
+/// are seconds apart, so a third clash means something is wrong.
+const REWRITE_ATTEMPTS: usize = 3;
 
 impl Database {
     pub(crate) fn watcher_state(&self, watcher: &str) -> Result<WatcherState, StoreError> {
@@ -134,6 +196,7 @@ impl Database {
     pub(crate) async fn commit_recorded(
         &self,
         watcher: &str,
+        before: Option<&WatcherState>,
         state: &WatcherState,
         deliveries: &[Delivery],
         entry: Option<&HistoryEntry>,
@@ -157,6 +220,17 @@ impl Database {
         self.unflushed().writing(&keys);
         let written = (&self.state, &self.outbox, &self.history)
             .transaction(|(state_tree, outbox_tree, history_tree)| {
+                if let Some(before) = before {
+                    let stored = match state_tree.get(watcher)? {
+                        Some(bytes) => serde_json::from_slice(&bytes)
+                            .map_err(|err| ConflictableTransactionError::Abort(err.into()))?,
+                        None => WatcherState::default(),
+                    };
+                    if stored != *before {
+                        let moved = StoreError::Moved(watcher.to_owned());
+                        return Err(ConflictableTransactionError::Abort(moved));
+                    }
+                }
                 state_tree.insert(watcher.as_bytes(), state_bytes.as_slice())?;
                 for (key, bytes) in &entries {
                     outbox_tree.insert(key.0.as_slice(), bytes.as_slice())?;
@@ -164,9 +238,12 @@ impl Database {
                 if let Some((key, bytes)) = &history {
                     history_tree.insert(key.as_slice(), bytes.as_slice())?;
                 }
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok(())
             })
-            .map_err(unabort);
+            .map_err(|err| match err {
+                TransactionError::Abort(err) => err,
+                TransactionError::Storage(err) => StoreError::Io(err),
+            });
         match written {
             Ok(()) => self.unflushed().wrote(&keys),
             Err(err) => {
@@ -209,6 +286,88 @@ impl Database {
             .take(limit)
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()
+    }
+
+    fn whole_watcher(
+        &self,
+        watcher: &str,
+    ) -> Result<Option<(WatcherState, Vec<HistoryEntry>)>, StoreError> {
+        let Some(bytes) = self.state.get(watcher)? else {
+            return Ok(None);
+        };
+        let history = self
+            .history
+            .scan_prefix(name_prefix(watcher))
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((serde_json::from_slice(&bytes)?, history)))
+    }
+
+    fn rewrite_watcher<T>(
+        &self,
+        watcher: &str,
+        decide: impl Fn(Option<&WatcherState>, &[HistoryEntry]) -> (Rewrite, T),
+    ) -> Result<T, StoreError> {
+        let prefix = name_prefix(watcher);
+        for _ in 0..REWRITE_ATTEMPTS {
+            let stored = self.state.get(watcher)?;
+            let state: Option<WatcherState> = match &stored {
+                Some(bytes) => Some(serde_json::from_slice(bytes)?),
+                None => None,
+            };
+            // Read outside the transaction, which cannot scan; a check that adds an entry
+            // meanwhile changes the state as well, and the transaction below sees that.
+            let mut keys = Vec::new();
+            let mut history = Vec::new();
+            for item in self.history.scan_prefix(&prefix) {
+                let (key, value) = item?;
+                keys.push(key);
+                history.push(serde_json::from_slice(&value)?);
+            }
+            let (rewrite, answer) = decide(state.as_ref(), &history);
+            let state_bytes = rewrite.state.as_ref().map(serde_json::to_vec).transpose()?;
+            let entries = match &rewrite.history {
+                Some(entries) => Some(
+                    entries
+                        .iter()
+                        .map(|entry| {
+                            let mut key = prefix.clone();
+                            key.extend_from_slice(&due_bytes(entry.checked_at));
+                            key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                            Ok((key, serde_json::to_vec(entry)?))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()?,
+                ),
+                None => None,
+            };
+            if state_bytes.is_none() && entries.is_none() {
+                return Ok(answer);
+            }
+            let written = (&self.state, &self.history).transaction(|(state_tree, history_tree)| {
+                if state_tree.get(watcher)? != stored {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                if let Some(bytes) = &state_bytes {
+                    state_tree.insert(watcher.as_bytes(), bytes.as_slice())?;
+                }
+                if let Some(entries) = &entries {
+                    for key in &keys {
+                        history_tree.remove(key)?;
+                    }
+                    for (key, bytes) in entries {
+                        history_tree.insert(key.as_slice(), bytes.as_slice())?;
+                    }
+                }
+                Ok(())
+            });
+            match written {
+                Ok(()) => return Ok(answer),
+                Err(TransactionError::Abort(())) => continue,
+                Err(TransactionError::Storage(err)) => return Err(err.into()),
+            }
+        }
+        Err(StoreError::Contended(watcher.to_owned()))
     }
 
     /// Names of every watcher the store has state for, including ones since removed from the
@@ -263,12 +422,12 @@ mod tests {
         let state = WatcherState::default();
         for price in ["1", "2", "3", "4"] {
             store
-                .commit_recorded("w", &state, &[], Some(&entry("changed", price)), 3)
+                .commit_recorded("w", None, &state, &[], Some(&entry("changed", price)), 3)
                 .await
                 .unwrap();
         }
         store
-            .commit_recorded("w-2", &state, &[], Some(&entry("baseline", "9")), 3)
+            .commit_recorded("w-2", None, &state, &[], Some(&entry("baseline", "9")), 3)
             .await
             .unwrap();
         let prices = |list: Vec<HistoryEntry>| -> Vec<String> {
@@ -286,7 +445,7 @@ mod tests {
         assert!(store.history("x", 10).unwrap().is_empty());
 
         store
-            .commit_recorded("w", &state, &[], Some(&entry("changed", "5")), 0)
+            .commit_recorded("w", None, &state, &[], Some(&entry("changed", "5")), 0)
             .await
             .unwrap();
         assert_eq!(

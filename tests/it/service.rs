@@ -2,7 +2,6 @@
 //! endpoint, `status` and `history`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -189,7 +188,13 @@ async fn sigterm_with_deliveries_pending_loses_none_and_a_restart_sends_the_rest
     shop.set("/a", product("A", "$10.00", 5));
     shop.set("/b", product("B", "$20.00", 5));
     let watchers = every_second(&shop, "a", "/a") + &every_second(&shop, "b", "/b");
-    let setup = Setup::new(&receiver, r#"["200ms"]"#, &watchers);
+    // Retries enough that none runs out before the endpoint recovers, on a loaded machine too:
+    // a dead letter is neither delivered nor queued.
+    let setup = Setup::new(
+        &receiver,
+        r#"["200ms", "500ms", "500ms", "500ms", "500ms"]"#,
+        &watchers,
+    );
     receiver.answer(503);
 
     let mut systemd = Systemd::listen(setup.dir.path());
@@ -388,9 +393,15 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     log.wait_for(at, 1, |line| line.contains(" delivered event_id="))
         .await;
     let after = scrape().await;
-    assert_eq!(after[r#"pagehook_changes_total{watcher="m"}"#], 1.0);
-    assert_eq!(after[delivered], 1.0);
-    assert_eq!(after["pagehook_delivery_duration_seconds_count"], 1.0);
+    assert_eq!(
+        after[r#"pagehook_changes_total{watcher="m"}"#], 1.0,
+        "{after:#?}"
+    );
+    assert_eq!(after[delivered], 1.0, "{after:#?}");
+    assert_eq!(
+        after["pagehook_delivery_duration_seconds_count"], 1.0,
+        "{after:#?}"
+    );
     assert!(
         after["pagehook_check_duration_seconds_count"]
             > before["pagehook_check_duration_seconds_count"]
@@ -581,56 +592,6 @@ async fn logs_are_json_on_request_and_bare_lines_for_the_journal() {
         first.starts_with("20") && !first.contains('\u{1b}'),
         "a timestamp, no colour off a terminal: {first:?}"
     );
-}
-
-#[test]
-fn the_unit_file_matches_the_binary_and_passes_systemd_analyze() {
-    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/pagehook.service");
-    let text = std::fs::read_to_string(&unit).unwrap();
-    for line in [
-        "Type=notify".to_owned(),
-        format!(
-            "RestartPreventExitStatus={}",
-            pagehook::commands::EXIT_CONFIG
-        ),
-        "ExecStart=/usr/local/bin/pagehook -c /etc/pagehook/watchers.toml run".to_owned(),
-        "ExecReload=/bin/kill -HUP $MAINPID".to_owned(),
-        "StateDirectory=pagehook".to_owned(),
-        "LoadCredential=webhook-secret:/etc/pagehook/webhook-secret".to_owned(),
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} missing");
-    }
-    // The drain must fit in the stop timeout, or systemd kills a daemon still delivering.
-    let stop_timeout: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
-        .and_then(|v| v.trim_end_matches('s').parse().ok())
-        .expect("TimeoutStopSec=Ns");
-    assert!(Duration::from_secs(stop_timeout) > pagehook::daemon::DRAIN);
-
-    let Ok(out) = std::process::Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&unit)
-        .output()
-    else {
-        eprintln!("systemd-analyze is not installed; the exposure rating was not checked");
-        return;
-    };
-    let report = String::from_utf8_lossy(&out.stdout);
-    let exposure: f64 = report
-        .lines()
-        .find_map(|l| {
-            l.split("Overall exposure level for pagehook.service: ")
-                .nth(1)
-        })
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no rating in:\n{report}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -133,17 +133,20 @@ fn names(element: ElementRef<'_>) -> String {
 /// An element's text, whitespace-normalised, or None when it is longer than `limit` bytes or
 /// spread over more than a few dozen nodes (a container, not a label).
 fn short_text(element: ElementRef<'_>, limit: usize) -> Option<String> {
-    let mut text = String::new();
+    // Room for a label at once: growing the string word by word cost more than reading it.
+    let mut text = String::with_capacity(limit);
     for (seen, node) in element.descendants().enumerate() {
         if seen > 64 {
             return None;
         }
         if let Node::Text(t) = node.value() {
-            for word in t.split_whitespace() {
-                if !text.is_empty() {
-                    text.push(' ');
-                }
-                text.push_str(word);
+            // Text of ASCII alone, as most labels are, is split by bytes rather than decoded
+            // characters; the vertical tab is the one ASCII character that Unicode counts as
+            // white space and `split_ascii_whitespace` does not.
+            if t.is_ascii() && !t.contains('\x0b') {
+                push_words(&mut text, t.split_ascii_whitespace());
+            } else {
+                push_words(&mut text, t.split_whitespace());
             }
             if text.len() > limit {
                 return None;
@@ -151,6 +154,16 @@ fn short_text(element: ElementRef<'_>, limit: usize) -> Option<String> {
         }
     }
     Some(text)
+}
+
+/// `words` appended to `text`, one space between each.
+fn push_words<'a>(text: &mut String, words: impl Iterator<Item = &'a str>) {
+    for word in words {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(word);
+    }
 }
 
 /// A CSS path that finds the element again: its nearest id, then tags and a class.

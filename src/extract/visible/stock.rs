@@ -92,13 +92,13 @@ const OPTION_WORDS: &[&str] = &[
 /// which the button itself answers for, a bare "available" ("available sizes"), and an
 /// option's availability.
 fn stock_words(label: &str) -> Option<&'static str> {
+    // Most labels near the product name no stock status at all: that is told first, and the
+    // words left out are looked for only in the few that do.
+    let name = availability::normalise(label)?;
     let lower = label.to_lowercase();
-    if lower.contains("add to")
+    let left_out = lower.contains("add to")
         || lower.trim() == "available"
         || lower.contains("notify")
-        || OPTION_WORDS.iter().any(|w| lower.contains(w))
-    {
-        return None;
-    }
-    availability::normalise(label)
+        || OPTION_WORDS.iter().any(|w| lower.contains(w));
+    (!left_out).then_some(name)
 }
