@@ -2,6 +2,7 @@
 //! pass of the real binary over N watchers of a loopback shop with N product pages of about
 //! 150 KB, in four scenarios: first pass, 10 % of prices changed, unchanged with ETags and
 //! unchanged without. Prints wall time, pages/s, CPU seconds and peak RSS of the pagehook child.
+//! `PAGEHOOK_BENCH_BIN` runs another pagehook binary (an older build) on the same shop.
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -259,14 +260,17 @@ async fn once(config: &Path) -> Pass {
     let wrapper = std::env::var("PAGEHOOK_BENCH_WRAPPER")
         .unwrap_or_default()
         .replace("{pass}", &pass);
+    // PAGEHOOK_BENCH_BIN=/path/to/an/older/pagehook measures another build beside this one.
+    let binary = std::env::var("PAGEHOOK_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagehook").to_owned());
     let mut words = wrapper.split_whitespace();
     let mut command = match words.next() {
         Some(program) => {
             let mut command = tokio::process::Command::new(program);
-            command.args(words).arg(env!("CARGO_BIN_EXE_pagehook"));
+            command.args(words).arg(&binary);
             command
         }
-        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_pagehook")),
+        None => tokio::process::Command::new(&binary),
     };
     let mut child = command
         .arg("-c")

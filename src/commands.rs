@@ -21,7 +21,7 @@ use crate::config::{self, Config, Diagnostic, Loaded, Node, ShardBy, Watcher};
 use crate::control;
 use crate::daemon;
 use crate::demo;
-use crate::extract::{Extraction, Source};
+use crate::extract::{Extraction, Reading, Source};
 use crate::fetch::Fetcher;
 use crate::logging::{self, LogFormat};
 use crate::ops::{self, Answerer, DeliveriesView, ImportReport, Ops, Record, Reply, Request};
@@ -631,6 +631,11 @@ async fn print_tests<'w>(
             let line = match &result {
                 Ok(found) => {
                     let mut line = json!({"watcher": name, "ok": true, "values": found.values});
+                    let (reading, because) = reading(watcher, found);
+                    line["reading"] = json!(reading);
+                    if let Some(because) = because {
+                        line["dom_because"] = json!(because);
+                    }
                     let automatic = automatic_origins(watcher, found);
                     if !automatic.is_empty() {
                         line["found_in"] = json!(automatic);
@@ -646,7 +651,11 @@ async fn print_tests<'w>(
         }
         match result {
             Ok(found) => {
-                out!("{name}: ok");
+                match reading(watcher, &found) {
+                    (_, Some(because)) => out!("{name}: ok  (parsed into a DOM: {because})"),
+                    ("stream", None) => out!("{name}: ok  (streamed, no DOM)"),
+                    _ => out!("{name}: ok"),
+                }
                 let automatic = automatic_origins(watcher, &found);
                 for (field, value) in &found.values {
                     match automatic.get(field) {
@@ -751,6 +760,22 @@ pub fn secret() -> Done {
     })?;
     out!("{}", secret.to_whsec());
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the page was read (`stream`, `dom` or `json`), and why it took a DOM when it did: the
+/// watcher's fields, or this page's markup.
+fn reading(watcher: &Watcher, found: &Extraction) -> (&'static str, Option<String>) {
+    match (Reading::of(&watcher.fields), found.parsed_because) {
+        (Reading::Stream, None) => ("stream", None),
+        (Reading::Stream, Some(markup)) => (
+            "dom",
+            Some(format!(
+                "the page holds {markup}, which only the parser reads right"
+            )),
+        ),
+        (Reading::Parse(field), _) => ("dom", Some(field.to_owned())),
+        (Reading::Json, _) => ("json", None),
+    }
 }
 
 /// Where each field without a source found its value, so a user can trust or correct it.

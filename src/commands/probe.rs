@@ -198,7 +198,7 @@ fn pin(field: &Field, found: &Extraction, body: &str, stop: &AtomicBool) -> Stri
         source: match scraper::Selector::parse(path) {
             Ok(selector) => Source::Css {
                 css: path.clone(),
-                selector: selector.into(),
+                selector: extract::Css::new(selector, path).into(),
                 attr: None,
             },
             Err(_) => return format!("{automatic}  # {label}; no path pins it"),

@@ -6,19 +6,18 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use regex::Regex;
-use scraper::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ByteSize, Validator, css};
-use crate::extract::{Field, FieldKind, Source, currency};
+use crate::extract::{Css, Field, FieldKind, Source, currency};
 use crate::fetch::HttpOptions;
 use crate::notify::{self, Direction, FieldNotify, FieldRules, Rules};
 
 /// What fields compiled, by the text they were compiled from, for the fields after them.
 #[derive(Default)]
 pub(super) struct Compiled {
-    selectors: HashMap<String, Arc<Selector>>,
+    selectors: HashMap<String, Arc<Css>>,
     regexes: HashMap<String, Arc<Regex>>,
     rules: HashSet<Arc<Rules>>,
     /// The last watcher's request options: watchers mostly take them all from [defaults], so
@@ -304,13 +303,13 @@ impl Validator<'_> {
     }
 
     /// A `css` compiled once for all the fields that write it.
-    fn selector(&mut self, css: &Spanned<String>) -> Option<Arc<Selector>> {
+    fn selector(&mut self, css: &Spanned<String>) -> Option<Arc<Css>> {
         if let Some(selector) = self.compiled.selectors.get(css.get_ref()) {
             return Some(selector.clone());
         }
         match css::selector(css.get_ref()) {
             Ok(selector) => {
-                let selector = Arc::new(selector);
+                let selector = Arc::new(Css::new(selector, css.get_ref()));
                 let text = css.get_ref().clone();
                 self.compiled.selectors.insert(text, selector.clone());
                 Some(selector)

@@ -29,6 +29,6 @@ pub(super) fn select(
     }
 }
 
-fn normalise(text: &str) -> String {
+pub(super) fn normalise(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -27,18 +27,12 @@ pub struct Graph {
 
 impl Graph {
     pub fn from_document(document: &Html) -> Graph {
-        static SCRIPT: LazyLock<Selector> =
-            LazyLock::new(|| Selector::parse("script[type]").expect("valid selector"));
-        let roots = document
-            .select(&SCRIPT)
-            .filter(|s| {
-                let kind = s.value().attr("type").unwrap_or_default();
-                kind.trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/ld+json")
-            })
-            .flat_map(|s| parse_block(&s.text().collect::<String>()))
-            .collect();
+        Graph::from_blocks(&blocks(document))
+    }
+
+    /// The graph of JSON-LD blocks read off the page without parsing it.
+    pub fn from_blocks(blocks: &[String]) -> Graph {
+        let roots = blocks.iter().flat_map(|b| parse_block(b)).collect();
         Graph { roots }
     }
 
@@ -74,6 +68,24 @@ impl Graph {
         }
         ids
     }
+}
+
+/// The text of every JSON-LD block of a parsed page.
+pub(super) fn blocks(document: &Html) -> Vec<String> {
+    static SCRIPT: LazyLock<Selector> =
+        LazyLock::new(|| Selector::parse("script[type]").expect("valid selector"));
+    document
+        .select(&SCRIPT)
+        .filter(|s| is_jsonld(s.value().attr("type").unwrap_or_default()))
+        .map(|s| s.text().collect())
+        .collect()
+}
+
+/// Whether a script's `type` says it holds JSON-LD.
+pub(super) fn is_jsonld(kind: &str) -> bool {
+    kind.trim()
+        .to_ascii_lowercase()
+        .starts_with("application/ld+json")
 }
 
 /// A node with the page's `@id` index, so `{"@id": "#offer"}` reads as the offer it names.

@@ -16,6 +16,7 @@ mod number;
 mod offer;
 mod page;
 pub mod price;
+mod stream;
 mod survey;
 mod visible;
 
@@ -30,7 +31,9 @@ use serde_json::Value;
 use self::convert::{Input, convert, refine};
 pub use self::dom::PageError;
 pub use self::error::{ExtractError, FieldError};
+use self::markup::Unsure;
 use self::page::Page;
+pub use self::stream::{Reading, StreamSelector};
 pub use self::survey::{Survey, survey};
 pub use self::visible::{Rejected, Why};
 
@@ -71,7 +74,7 @@ pub enum Source {
         /// Kept beside the compiled selector for messages.
         css: String,
         /// Shared by every field of the same `css`: watchers mostly copy one spec.
-        selector: Arc<Selector>,
+        selector: Arc<Css>,
         attr: Option<String>,
     },
     /// A dotted path into the page's schema.org Product node (`offers.price`).
@@ -81,6 +84,24 @@ pub enum Source {
     /// No source given: the product's price or availability from the page's structured
     /// data (JSON-LD, then microdata, RDFa and meta tags).
     Auto,
+}
+
+/// A field's CSS selector, compiled for the parsed page and, where it can be, for the
+/// streaming read.
+#[derive(Debug)]
+pub struct Css {
+    pub dom: Selector,
+    /// Or why only the parsed page can match it.
+    pub stream: Result<StreamSelector, &'static str>,
+}
+
+impl Css {
+    pub fn new(dom: Selector, css: &str) -> Css {
+        Css {
+            dom,
+            stream: StreamSelector::parse(css),
+        }
+    }
 }
 
 /// One tracked value of a watcher, compiled at config load.
@@ -180,6 +201,8 @@ pub struct Extraction {
     pub origins: BTreeMap<String, Origin>,
     /// For values read off the visible page, a CSS path to the element that shows them.
     pub paths: BTreeMap<String, String>,
+    /// For a watcher whose fields stream, why this page was parsed instead, if it was.
+    pub parsed_because: Option<&'static str>,
 }
 
 impl Extraction {
@@ -211,20 +234,30 @@ pub fn extract_until(
     body: &str,
     stop: &AtomicBool,
 ) -> Result<Extraction, ExtractError> {
-    // Only `json` fields read the body without parsing it as HTML.
-    let needs_html = fields
-        .iter()
-        .any(|f| !matches!(f.source, Source::Json { .. }));
     // A selector naming scripts or styles reads what stripping would remove.
     let reads_inert = fields.iter().any(|f| {
         matches!(&f.source, Source::Css { css, .. }
             if css.to_ascii_lowercase().contains("script") || css.to_ascii_lowercase().contains("style"))
     });
-    let html = match needs_html {
-        true => Some(dom::parse(body, !reads_inert, stop)?),
-        false => None,
+    let parse = || dom::parse(body, !reads_inert, stop);
+    let mut parsed_because = None;
+    let page = match Reading::of(fields) {
+        Reading::Json => Page::new(body, None),
+        Reading::Parse(_) => Page::new(body, Some(parse()?)),
+        Reading::Stream => match stream::read(fields, body, !reads_inert, stop) {
+            Ok(streamed) => {
+                #[cfg(debug_assertions)]
+                stream::cross_check(fields, body, !reads_inert, &streamed);
+                Page::streamed(body, streamed)
+            }
+            Err(Unsure::Stopped) => return Err(PageError::Stopped.into()),
+            // Markup the streaming read does not follow: the parser reads it.
+            Err(why) => {
+                parsed_because = Some(why.describe());
+                Page::new(body, Some(parse()?))
+            }
+        },
     };
-    let page = Page::new(body, html);
     let mut values = Values::new();
     let mut origins = BTreeMap::new();
     let mut paths = BTreeMap::new();
@@ -251,6 +284,7 @@ pub fn extract_until(
             values,
             origins,
             paths,
+            parsed_because,
         })
     } else {
         Err(ExtractError::Fields(failures))
@@ -279,7 +313,10 @@ fn extract_field(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fiel
             selector,
             attr,
         } => {
-            let text = css::select(page.html(), css, selector, attr.as_deref())?;
+            let text = match page.streamed_text(&field.name) {
+                Some(found) => found?,
+                None => css::select(page.html(), css, &selector.dom, attr.as_deref())?,
+            };
             (Input::text(text), Origin::Css)
         }
         Source::JsonLd { path } => {

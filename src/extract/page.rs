@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use scraper::Html;
 use serde_json::Value;
 
+use super::stream::Streamed;
 use super::{FieldError, json, jsonld, visible};
 
 /// A body, and the forms of it the fields need, each made at most once.
 pub(super) struct Page<'b> {
     body: &'b str,
-    /// Parsed when any field reads HTML.
+    /// Parsed when a field reads HTML and the streaming read could not.
     html: Option<Html>,
+    /// What the streaming read found, when it read the page.
+    streamed: Option<Streamed>,
     graph: OnceCell<jsonld::Graph>,
     json: OnceCell<Result<Value, FieldError>>,
     /// The product's title and buy button, shared by the price and availability readings.
@@ -26,11 +29,25 @@ impl<'b> Page<'b> {
         Page {
             body,
             html,
+            streamed: None,
             graph: OnceCell::new(),
             json: OnceCell::new(),
             anchors: OnceCell::new(),
             visible_paths: RefCell::default(),
         }
+    }
+
+    /// A page the streaming read read: its CSS fields' text and its JSON-LD.
+    pub(super) fn streamed(body: &'b str, streamed: Streamed) -> Self {
+        Page {
+            streamed: Some(streamed),
+            ..Page::new(body, None)
+        }
+    }
+
+    /// What the streaming read found for a CSS field, if it read the page.
+    pub(super) fn streamed_text(&self, field: &str) -> Option<Result<String, FieldError>> {
+        self.streamed.as_ref()?.texts.get(field).cloned()
     }
 
     pub(super) fn html(&self) -> &Html {
@@ -40,8 +57,12 @@ impl<'b> Page<'b> {
     }
 
     pub(super) fn graph(&self) -> &jsonld::Graph {
-        self.graph
-            .get_or_init(|| jsonld::Graph::from_document(self.html()))
+        self.graph.get_or_init(
+            || match self.streamed.as_ref().and_then(|s| s.jsonld.as_ref()) {
+                Some(blocks) => jsonld::Graph::from_blocks(blocks),
+                None => jsonld::Graph::from_document(self.html()),
+            },
+        )
     }
 
     pub(super) fn json(&self) -> Result<&Value, FieldError> {

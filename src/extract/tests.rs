@@ -142,7 +142,7 @@ pub(super) fn field(name: &str, source: Source, kind: FieldKind) -> Field {
 fn css(css: &str) -> Source {
     Source::Css {
         css: css.into(),
-        selector: Selector::parse(css).unwrap().into(),
+        selector: super::Css::new(Selector::parse(css).unwrap(), css).into(),
         attr: None,
     }
 }

@@ -12,6 +12,9 @@
 //! *vendor* marker only says who protects the site: it counts on an answer of 403, 429 or 503,
 //! the statuses these walls refuse with, and never on an ordinary page.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
@@ -236,6 +239,8 @@ pub(crate) fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Opt
     let refused = matches!(status.as_u16(), 403 | 429 | 503);
     let small = body.len() <= MAX_CHALLENGE_PAGE;
     let title = small.then(|| title(body)).flatten();
+    let scanned = small || refused;
+    let body = |text: &'static str| scanned && holds(body, text);
     MARKERS
         .iter()
         .filter(|marker| marker.kind == Challenge || refused)
@@ -245,11 +250,11 @@ pub(crate) fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Opt
                     .is_ok_and(|v| v.to_ascii_lowercase().contains(value))
             }),
             // A refusal is judged whatever its size; an ordinary answer only when small.
-            Body(text) => (small || refused) && body.contains(text),
-            BodyBoth(a, b) => (small || refused) && body.contains(a) && body.contains(b),
+            Body(text) => body(text),
+            BodyBoth(a, b) => body(a) && body(b),
             Title(text, also) => {
                 title.is_some_and(|t| t.eq_ignore_ascii_case(text))
-                    && (also.is_empty() || also.iter().any(|a| body.contains(a)))
+                    && (also.is_empty() || also.iter().any(|a| body(a)))
             }
         })
         .map(|marker| Wall {
@@ -272,6 +277,33 @@ pub(crate) fn screen(
         return Err(FetchError::Status(status));
     }
     Ok(())
+}
+
+/// Whether `body` holds `text`, one of the markers' strings, with a searcher built once for
+/// each: most answers are product pages of a hundred kilobytes or more, searched for every
+/// marker.
+fn holds(body: &str, text: &'static str) -> bool {
+    static FINDERS: LazyLock<Vec<(&'static str, memmem::Finder<'static>)>> = LazyLock::new(|| {
+        let mut finders: Vec<(&'static str, memmem::Finder<'static>)> = Vec::new();
+        for marker in MARKERS {
+            let texts: &[&'static str] = match &marker.place {
+                Header(..) => &[],
+                Body(text) => std::slice::from_ref(text),
+                BodyBoth(a, b) => &[*a, *b],
+                Title(_, also) => also,
+            };
+            for &text in texts {
+                if !finders.iter().any(|(t, _)| *t == text) {
+                    finders.push((text, memmem::Finder::new(text)));
+                }
+            }
+        }
+        finders
+    });
+    match FINDERS.iter().find(|(t, _)| *t == text) {
+        Some((_, finder)) => finder.find(body.as_bytes()).is_some(),
+        None => body.contains(text),
+    }
 }
 
 /// The text of the first `<title>` element, trimmed.

@@ -65,7 +65,8 @@ async fn test_prints_values_as_json_lines_and_touches_nothing() {
         .collect();
     assert_eq!(
         lines[0],
-        serde_json::json!({"watcher": "ok", "ok": true, "values": {"price": "$5.00", "stock": "2", "title": "Widget"}})
+        serde_json::json!({"watcher": "ok", "ok": true, "reading": "stream",
+            "values": {"price": "$5.00", "stock": "2", "title": "Widget"}})
     );
     assert_eq!(
         lines[1],
@@ -76,7 +77,7 @@ async fn test_prints_values_as_json_lines_and_touches_nothing() {
     assert_eq!(human.code, 0, "{human:?}");
     assert_eq!(
         human.stdout,
-        "ok: ok\n  price = \"$5.00\"\n  stock = \"2\"\n  title = \"Widget\"\n"
+        "ok: ok  (streamed, no DOM)\n  price = \"$5.00\"\n  stock = \"2\"\n  title = \"Widget\"\n"
     );
     assert!(!setup.state_dir().exists(), "test touches no state");
     assert!(receiver.requests().is_empty());

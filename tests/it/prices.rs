@@ -78,9 +78,18 @@ async fn test_says_where_an_automatic_price_was_found() {
         lines[0]["found_in"],
         json!({"price": "JSON-LD", "stock": "JSON-LD"})
     );
+    assert_eq!(lines[0]["reading"], "dom", "{}", lines[0]);
+    assert!(
+        lines[0]["dom_because"]
+            .as_str()
+            .unwrap()
+            .contains("URL-only"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(
         lines[1],
-        json!({"watcher": "api", "ok": true, "values": {
+        json!({"watcher": "api", "ok": true, "reading": "json", "values": {
             "price": {"amount": "49.90", "currency": "EUR", "raw": "49.90"},
             "stock": "InStock"}})
     );

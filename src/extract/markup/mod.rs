@@ -17,9 +17,13 @@
 //! (scripts aside), so ordinary pages parse exactly as before. The model is a close
 //! approximation, not the parser itself; `dom` meters the parse for markup built to fool it.
 
+mod chars;
 mod elements;
 mod model;
 mod scan;
+mod walk;
+
+pub(super) use self::walk::{Node, Unsure, Visitor, walk};
 
 use std::borrow::Cow;
 

@@ -48,6 +48,10 @@ pub(super) struct Model {
     open: Vec<usize>,
     /// Entries on the stack by kind, so that most searches end before they start.
     counts: [u32; KINDS],
+    /// The shortest the stack has been since [`Model::mark`]: what a streaming reader keeps.
+    low: usize,
+    /// Whether an entry was taken out of the middle of the stack since [`Model::mark`].
+    reordered: bool,
 }
 
 const KINDS: usize = Kind::Foreign as usize + 1;
@@ -60,11 +64,51 @@ impl Model {
             .is_some_and(|top| top.foreign && !top.integration)
     }
 
-    fn has(&self, kind: Kind) -> bool {
+    pub(super) fn has(&self, kind: Kind) -> bool {
         self.counts[kind as usize] > 0
     }
 
-    fn top_kind(&self) -> Option<Kind> {
+    /// Entries on the stack, open or not.
+    pub(super) fn len(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// The name of the entry at `index` and whether it is foreign content.
+    pub(super) fn entry(&self, index: usize) -> (&Tag, bool) {
+        let entry = &self.stack[index];
+        (&entry.name, entry.foreign)
+    }
+
+    /// Start watching what the stack does: [`Model::low`] and [`Model::reordered`] report from
+    /// here on.
+    pub(super) fn mark(&mut self) {
+        self.low = self.stack.len();
+        self.reordered = false;
+    }
+
+    pub(super) fn low(&self) -> usize {
+        self.low
+    }
+
+    pub(super) fn reordered(&self) -> bool {
+        self.reordered
+    }
+
+    /// Whether the parser would have a `p` to close for a `</p>`: without one it makes an empty
+    /// paragraph.
+    pub(super) fn p_in_scope(&self) -> bool {
+        self.has(Kind::P)
+            && self
+                .in_scope(|e| e.kind == Kind::P, Some(Kind::Button))
+                .is_some()
+    }
+
+    /// Whether every element on the stack is open: false once the nesting cap closed one early.
+    pub(super) fn all_open(&self) -> bool {
+        self.open.len() == self.stack.len()
+    }
+
+    pub(super) fn top_kind(&self) -> Option<Kind> {
         self.stack.last().map(|e| e.kind)
     }
 
@@ -76,6 +120,7 @@ impl Model {
     /// first.
     fn pop_to(&mut self, index: usize) -> Vec<Tag> {
         let mut open_above = Vec::new();
+        self.low = self.low.min(index);
         while self.stack.len() > index {
             let entry = self.stack.pop().expect("not empty");
             self.counts[entry.kind as usize] -= 1;
@@ -91,7 +136,9 @@ impl Model {
 
     /// Take the entry at `index` out of the middle of the stack.
     fn remove(&mut self, index: usize) -> Entry {
+        self.reordered |= index + 1 != self.stack.len();
         let entry = self.stack.remove(index);
+        self.low = self.low.min(index);
         self.counts[entry.kind as usize] -= 1;
         self.open.retain(|&i| i != index);
         for i in &mut self.open {

@@ -335,7 +335,8 @@ fn huge_and_deep_pages_end_quickly_without_a_wrong_value() {
         let css = Field {
             source: Source::Css {
                 css: "h1".into(),
-                selector: scraper::Selector::parse("h1").unwrap().into(),
+                selector: crate::extract::Css::new(scraper::Selector::parse("h1").unwrap(), "h1")
+                    .into(),
                 attr: None,
             },
             ..auto("title", FieldKind::Text)
