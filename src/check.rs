@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::Watcher;
 use crate::event;
-use crate::extract::{ExtractError, Extraction, Field, FieldKind, Source, extract_until};
+use crate::extract::{ExtractError, Extraction, Field, FieldKind, Source, extract_hinted};
 use crate::fetch::browser::BrowserPage;
 use crate::fetch::{FetchError, Fetched, Fetcher, Request, Validators, host_key};
 use crate::metrics;
@@ -243,7 +243,7 @@ async fn read(
         let watcher = watcher.clone();
         move || {
             let _slot = slot;
-            extract_until(&watcher.fields, &body, &stop)
+            extract_hinted(&watcher.fields, &body, &stop, &watcher.reading)
         }
     });
     match tokio::time::timeout_at(deadline, job).await {

@@ -765,14 +765,9 @@ pub fn secret() -> Done {
 /// How the page was read (`stream`, `dom` or `json`), and why it took a DOM when it did: the
 /// watcher's fields, or this page's markup.
 fn reading(watcher: &Watcher, found: &Extraction) -> (&'static str, Option<String>) {
-    match (Reading::of(&watcher.fields), found.parsed_because) {
+    match (Reading::of(&watcher.fields), &found.parsed_because) {
         (Reading::Stream, None) => ("stream", None),
-        (Reading::Stream, Some(markup)) => (
-            "dom",
-            Some(format!(
-                "the page holds {markup}, which only the parser reads right"
-            )),
-        ),
+        (Reading::Stream, Some(why)) => ("dom", Some(why.clone())),
         (Reading::Parse(field), _) => ("dom", Some(field.to_owned())),
         (Reading::Json, _) => ("json", None),
     }

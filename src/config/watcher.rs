@@ -43,6 +43,8 @@ pub struct Watcher {
     pub(crate) failure_threshold: u32,
     /// `browser = true`: the page is rendered in the browser.
     pub(crate) browser: Option<crate::fetch::browser::BrowserPage>,
+    /// Whether its pages have lately needed the DOM.
+    pub(crate) reading: crate::extract::Hint,
 }
 
 /// How long a check may be late before it counts as overdue, beyond its slot and `timeout`:
@@ -295,6 +297,7 @@ impl Validator<'_> {
             http: self.compiled.http(http?),
             failure_threshold,
             browser,
+            reading: Default::default(),
         })
     }
 

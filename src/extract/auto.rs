@@ -27,7 +27,6 @@ type PriceReader = fn(&Marked<'_>) -> Option<microdata::Found>;
 type StockReader = fn(&Marked<'_>) -> Option<String>;
 
 fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
-    let html = page.html();
     if let Some(product) = page.graph().product() {
         let offers = product.offers();
         let priced: Vec<(Price, String, Offered<'_>)> = offers
@@ -50,7 +49,7 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
             .collect();
         // Which variant the page shows matters only when the offers differ.
         let identity = match priced.windows(2).any(|w| w[0].0.amount != w[1].0.amount) {
-            true => Identity::of(html, product.sku()),
+            true => Identity::of(page.dom()?, product.sku()),
             false => Identity::default(),
         };
         let offered: Vec<Offered<'_>> = priced.iter().map(|(_, _, o)| *o).collect();
@@ -69,6 +68,7 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
         (microdata::rdfa_price, Origin::Rdfa),
         (microdata::meta_price, Origin::Meta),
     ];
+    let html = page.dom()?;
     let marked = Marked::of(html);
     for (read, origin) in fallbacks {
         let Some(found) = read(&marked) else { continue };
@@ -96,7 +96,6 @@ fn automatic_price(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), Fi
 }
 
 fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Origin), FieldError> {
-    let html = page.html();
     let known = |text: Option<&str>, origin| {
         let name = availability::normalise(text?)?;
         Some((Value::String(name.to_owned()), origin))
@@ -104,7 +103,11 @@ fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Orig
     let from_jsonld = page.graph().product().and_then(|p| p.availability());
     // The page is walked for the other sources only when JSON-LD said nothing; each is read
     // only when the ones before it said nothing.
-    let structured = known(from_jsonld, Origin::JsonLd).or_else(|| {
+    if let Some(found) = known(from_jsonld, Origin::JsonLd) {
+        return Ok(found);
+    }
+    let html = page.dom()?;
+    let structured = {
         let marked = Marked::of(html);
         let readers: [(StockReader, Origin); 3] = [
             (microdata::availability, Origin::Microdata),
@@ -114,7 +117,7 @@ fn automatic_availability(field: &Field, page: &Page<'_>) -> Result<(Value, Orig
         readers
             .into_iter()
             .find_map(|(read, origin)| known(read(&marked).as_deref(), origin))
-    });
+    };
     if let Some(found) = structured {
         return Ok(found);
     }

@@ -12,7 +12,6 @@
 use serde_json::Value;
 
 use super::convert::{Input, preview, read_price};
-use super::microdata::{self, Marked};
 use super::page::Page;
 use super::price::{self, Price};
 use super::visible::{self, Why};
@@ -38,8 +37,7 @@ pub(super) fn with_meta(
     page: &Page<'_>,
     from_jsonld: Said,
 ) -> Result<(Value, Origin), FieldError> {
-    let html = page.html();
-    let meta = microdata::meta_price(&Marked::head(html)).and_then(|found| {
+    let meta = page.head_meta_price().and_then(|found| {
         let input = Input {
             text: found.text,
             json_number: false,
@@ -55,7 +53,7 @@ pub(super) fn with_meta(
     let Some(meta) = meta.filter(|m| m.price.amount != from_jsonld.price.amount) else {
         return Ok(from_jsonld.into_value());
     };
-    let shown = visible::price(html, page.anchors(), field.currency).map(|f| f.value.amount);
+    let shown = visible::price(page.dom()?, page.anchors(), field.currency).map(|f| f.value.amount);
     match shown {
         Ok(amount) if amount == from_jsonld.price.amount => Ok(from_jsonld.into_value()),
         Ok(amount) if amount == meta.price.amount => Ok(meta.into_value()),

@@ -44,6 +44,10 @@ pub enum FieldError {
         size_label(*.limit as u64)
     )]
     TooLarge { size: usize, limit: usize },
+    /// A page read without a DOM holds no answer a URL-only field can give without one; the
+    /// page is parsed and the fields read again. Never leaves `extract`.
+    #[error("the field needs the parsed page")]
+    NeedsDom,
 }
 
 /// A byte count as people read it: "16 KiB", "4.0 MiB", "312 bytes".
@@ -77,6 +81,7 @@ impl FieldError {
             | FieldError::NotScalar(_)
             | FieldError::Null(_) => Reason::Value,
             FieldError::TooLarge { .. } => Reason::TooLarge,
+            FieldError::NeedsDom => Reason::Selector,
         }
     }
 }

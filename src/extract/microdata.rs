@@ -187,17 +187,42 @@ fn meta(document: &Marked<'_>, selectors: &Selector) -> Option<String> {
         .find_map(|e| read(e, &["content"]))
 }
 
+/// The `property` of the meta tags that give a product's price, and its currency.
+const AMOUNT: [&str; 2] = ["product:price:amount", "og:price:amount"];
+const CURRENCY: [&str; 2] = ["product:price:currency", "og:price:currency"];
+
+fn meta_selector(properties: [&str; 2]) -> Selector {
+    selector(&format!(
+        r#"meta[property="{}"], meta[property="{}"]"#,
+        properties[0], properties[1]
+    ))
+}
+
 pub fn meta_price(document: &Marked<'_>) -> Option<Found> {
-    static AMOUNT: LazyLock<Selector> = LazyLock::new(|| {
-        selector(r#"meta[property="product:price:amount"], meta[property="og:price:amount"]"#)
-    });
-    static CURRENCY: LazyLock<Selector> = LazyLock::new(|| {
-        selector(r#"meta[property="product:price:currency"], meta[property="og:price:currency"]"#)
-    });
-    let text = meta(document, &AMOUNT)?;
+    static AMOUNTS: LazyLock<Selector> = LazyLock::new(|| meta_selector(AMOUNT));
+    static CURRENCIES: LazyLock<Selector> = LazyLock::new(|| meta_selector(CURRENCY));
+    let text = meta(document, &AMOUNTS)?;
     Some(Found {
         text,
-        currency: meta(document, &CURRENCY),
+        currency: meta(document, &CURRENCIES),
+    })
+}
+
+/// As [`meta_price`] over the head's meta tags, given as (`property`, `content`) in order, as a
+/// streaming read collects them.
+pub(super) fn meta_price_in(metas: &[(String, String)]) -> Option<Found> {
+    let first = |properties: [&str; 2]| {
+        metas
+            .iter()
+            .filter(|(property, _)| properties.contains(&property.as_str()))
+            .find_map(|(_, content)| {
+                let text = content.split_whitespace().collect::<Vec<_>>().join(" ");
+                (!text.is_empty()).then_some(text)
+            })
+    };
+    Some(Found {
+        text: first(AMOUNT)?,
+        currency: first(CURRENCY),
     })
 }
 

@@ -33,7 +33,7 @@ pub use self::dom::PageError;
 pub use self::error::{ExtractError, FieldError};
 use self::markup::Unsure;
 use self::page::Page;
-pub use self::stream::{Reading, StreamSelector};
+pub use self::stream::{Hint, Reading, StreamSelector};
 pub use self::survey::{Survey, survey};
 pub use self::visible::{Rejected, Why};
 
@@ -202,7 +202,7 @@ pub struct Extraction {
     /// For values read off the visible page, a CSS path to the element that shows them.
     pub paths: BTreeMap<String, String>,
     /// For a watcher whose fields stream, why this page was parsed instead, if it was.
-    pub parsed_because: Option<&'static str>,
+    pub parsed_because: Option<String>,
 }
 
 impl Extraction {
@@ -234,36 +234,123 @@ pub fn extract_until(
     body: &str,
     stop: &AtomicBool,
 ) -> Result<Extraction, ExtractError> {
+    extract_hinted(fields, body, stop, &Hint::default())
+}
+
+/// As `extract_until`, for a watcher whose earlier pages `hint` remembers: one whose pages
+/// keep needing the DOM skips the streaming read for a while.
+pub fn extract_hinted(
+    fields: &[Field],
+    body: &str,
+    stop: &AtomicBool,
+    hint: &Hint,
+) -> Result<Extraction, ExtractError> {
     // A selector naming scripts or styles reads what stripping would remove.
     let reads_inert = fields.iter().any(|f| {
         matches!(&f.source, Source::Css { css, .. }
             if css.to_ascii_lowercase().contains("script") || css.to_ascii_lowercase().contains("style"))
     });
     let parse = || dom::parse(body, !reads_inert, stop);
-    let mut parsed_because = None;
     let page = match Reading::of(fields) {
         Reading::Json => Page::new(body, None),
         Reading::Parse(_) => Page::new(body, Some(parse()?)),
+        Reading::Stream if hint.parse_directly() => {
+            let page = Page::new(body, Some(parse()?));
+            return read_fields(fields, &page).done(Some(
+                "this watcher's last pages needed it; the streaming read is tried again soon"
+                    .into(),
+            ));
+        }
         Reading::Stream => match stream::read(fields, body, !reads_inert, stop) {
             Ok(streamed) => {
-                #[cfg(debug_assertions)]
-                stream::cross_check(fields, body, !reads_inert, &streamed);
-                Page::streamed(body, streamed)
+                let page = Page::streamed(body, streamed);
+                match read_fields(fields, &page) {
+                    Read::Done(extraction) => {
+                        #[cfg(debug_assertions)]
+                        cross_check(fields, body, !reads_inert, &extraction);
+                        hint.streamed();
+                        return extraction;
+                    }
+                    // A URL-only field needs microdata or the visible page.
+                    Read::NeedsDom => {
+                        hint.needed_dom();
+                        let page = Page::new(body, Some(parse()?));
+                        return read_fields(fields, &page).done(Some(
+                            "a URL-only field found no sure answer in the JSON-LD and the \
+                             head's meta tags, so it read microdata or the visible page"
+                                .into(),
+                        ));
+                    }
+                }
             }
             Err(Unsure::Stopped) => return Err(PageError::Stopped.into()),
             // Markup the streaming read does not follow: the parser reads it.
             Err(why) => {
-                parsed_because = Some(why.describe());
-                Page::new(body, Some(parse()?))
+                hint.needed_dom();
+                let page = Page::new(body, Some(parse()?));
+                return read_fields(fields, &page).done(Some(why.describe()));
             }
         },
     };
+    read_fields(fields, &page).done(None)
+}
+
+/// In debug builds (and so in every test that extracts), a page answered without a DOM is
+/// parsed and read again, and the two answers must be the same: every field of the test suite
+/// is a differential test of the streaming read.
+#[cfg(debug_assertions)]
+fn cross_check(
+    fields: &[Field],
+    body: &str,
+    strip_inert: bool,
+    streamed: &Result<Extraction, ExtractError>,
+) {
+    // Pages built to be huge are the hostile-input tests' business, not this check's.
+    if body.len() > 2 << 20 {
+        return;
+    }
+    let Ok(html) = dom::parse(body, strip_inert, &AtomicBool::new(false)) else {
+        return;
+    };
+    let parsed = read_fields(fields, &Page::new(body, Some(html))).done(None);
+    let shown = |r: &Result<Extraction, ExtractError>| match r {
+        Ok(e) => format!("{:?} {:?} {:?}", e.values, e.origins, e.paths),
+        Err(err) => err.to_string(),
+    };
+    assert_eq!(
+        shown(streamed),
+        shown(&parsed),
+        "the streaming read and the parse disagree"
+    );
+}
+
+/// What reading the fields off a page came to.
+enum Read {
+    Done(Result<Extraction, ExtractError>),
+    /// The page was read without a DOM, and a field needs one.
+    NeedsDom,
+}
+
+impl Read {
+    /// The extraction, noting why the page took a DOM when its fields stream.
+    fn done(self, parsed_because: Option<String>) -> Result<Extraction, ExtractError> {
+        match self {
+            Read::Done(found) => found.map(|e| Extraction {
+                parsed_because,
+                ..e
+            }),
+            Read::NeedsDom => unreachable!("a parsed page has its DOM"),
+        }
+    }
+}
+
+fn read_fields(fields: &[Field], page: &Page<'_>) -> Read {
     let mut values = Values::new();
     let mut origins = BTreeMap::new();
     let mut paths = BTreeMap::new();
     let mut failures = Vec::new();
     for field in fields {
-        match extract_field(field, &page).and_then(|found| within_size(field, found)) {
+        match extract_field(field, page).and_then(|found| within_size(field, found)) {
             Ok((value, origin)) => {
                 values.insert(field.name.clone(), value);
                 origins.insert(field.name.clone(), origin);
@@ -271,6 +358,7 @@ pub fn extract_until(
                     paths.insert(field.name.clone(), path);
                 }
             }
+            Err(FieldError::NeedsDom) => return Read::NeedsDom,
             // An optional field that yields nothing is null; one that yields too much is not
             // nothing, and null in its place would read as a change.
             Err(err) if !field.required && !matches!(err, FieldError::TooLarge { .. }) => {
@@ -279,16 +367,16 @@ pub fn extract_until(
             Err(err) => failures.push((field.name.clone(), err)),
         }
     }
-    if failures.is_empty() {
+    Read::Done(if failures.is_empty() {
         Ok(Extraction {
             values,
             origins,
             paths,
-            parsed_because,
+            parsed_because: None,
         })
     } else {
         Err(ExtractError::Fields(failures))
-    }
+    })
 }
 
 /// The value, unless it is larger than the field's `max_value_size`.

@@ -7,7 +7,7 @@ use scraper::Html;
 use serde_json::Value;
 
 use super::stream::Streamed;
-use super::{FieldError, json, jsonld, visible};
+use super::{FieldError, json, jsonld, microdata, visible};
 
 /// A body, and the forms of it the fields need, each made at most once.
 pub(super) struct Page<'b> {
@@ -48,6 +48,23 @@ impl<'b> Page<'b> {
     /// What the streaming read found for a CSS field, if it read the page.
     pub(super) fn streamed_text(&self, field: &str) -> Option<Result<String, FieldError>> {
         self.streamed.as_ref()?.texts.get(field).cloned()
+    }
+
+    /// The parsed page, or `NeedsDom` when it was read without one.
+    pub(super) fn dom(&self) -> Result<&Html, FieldError> {
+        self.html.as_ref().ok_or(FieldError::NeedsDom)
+    }
+
+    /// The product's price from the meta tags in the head.
+    pub(super) fn head_meta_price(&self) -> Option<microdata::Found> {
+        match (
+            &self.html,
+            self.streamed.as_ref().and_then(|s| s.head_meta.as_ref()),
+        ) {
+            (Some(html), _) => microdata::meta_price(&microdata::Marked::head(html)),
+            (None, Some(metas)) => microdata::meta_price_in(metas),
+            (None, None) => None,
+        }
     }
 
     pub(super) fn html(&self) -> &Html {

@@ -268,21 +268,40 @@ impl Store {
     }
 }
 
+/// How long an open waits for a lock that may be about to be let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Database {
     fn open(dir: &Path) -> Result<Database, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| match &source {
-                // sled reports a held lock as a bare io error; name the real cause.
-                sled::Error::Io(io) if io.to_string().contains("lock") => Locked(dir.to_owned()),
-                _ => StoreError::Sled {
-                    path: dir.to_owned(),
-                    source,
-                },
-            })?;
         use StoreError::Locked;
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+                .map_err(|source| match &source {
+                    // sled reports a held lock as a bare io error; name the real cause.
+                    sled::Error::Io(io) if io.to_string().contains("lock") => {
+                        Locked(dir.to_owned())
+                    }
+                    _ => StoreError::Sled {
+                        path: dir.to_owned(),
+                        source,
+                    },
+                })
+        };
+        // sled's flusher thread lets go of the lock a moment after the last handle in this
+        // process is dropped: a store closed and opened again waits that moment out, while
+        // one held by another process is still refused within LOCK_WAIT.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match open() {
+                Err(Locked(_)) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         // What sled recovered may so far sit only in the page cache (a crash between a write
         // and its flush, a flush that failed): put it on disk before any of it is delivered.
         std::fs::File::open(dir.join("db"))

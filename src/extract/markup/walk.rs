@@ -27,12 +27,15 @@ pub(in crate::extract) enum Unsure {
 }
 
 impl Unsure {
-    pub(in crate::extract) fn describe(self) -> &'static str {
+    /// Why the page was parsed, in words.
+    pub(in crate::extract) fn describe(self) -> String {
         match self {
-            Unsure::Repaired(what) => what,
-            Unsure::Implied => "a field matches an element the parser makes by itself",
-            Unsure::Truncated => "the page ends inside a tag, comment or script",
-            Unsure::Stopped => "the read was stopped",
+            Unsure::Repaired(what) => {
+                format!("the page holds {what}, which only the parser reads right")
+            }
+            Unsure::Implied => "a field matches an element the parser makes by itself".into(),
+            Unsure::Truncated => "the page ends inside a tag, comment or script".into(),
+            Unsure::Stopped => "the read was stopped".into(),
         }
     }
 }
@@ -618,8 +621,14 @@ impl<'a> Walk<'a> {
         if !html && (!self.strip_inert || data) {
             return Err(Unsure::Repaired("a script or style inside SVG or MathML"));
         }
-        if data && find_seq(contents.as_bytes(), b"<!--", 0).is_some() {
-            return Err(Unsure::Repaired("a comment opener inside a script"));
+        // After `<!--`, a `<script` makes the tokenizer skip the next `</script>`.
+        if data
+            && let Some(opener) = find_seq(contents.as_bytes(), b"<!--", 0)
+            && contents[opener..].to_ascii_lowercase().contains("<script")
+        {
+            return Err(Unsure::Repaired(
+                "a script tag inside a commented-out script",
+            ));
         }
         let len = self.open.len();
         self.push(node, visitor)?;

@@ -7,7 +7,7 @@ mod selector;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 pub use self::selector::StreamSelector;
 use super::css::normalise;
@@ -36,17 +36,56 @@ impl Reading {
                     }
                     html = true;
                 }
-                Source::JsonLd { .. } => html = true,
+                // JSON-LD and the head's meta tags stream; a page whose structured data leaves
+                // a URL-only field in doubt is parsed after all.
+                Source::JsonLd { .. } | Source::Auto => html = true,
                 Source::Json { .. } => {}
-                Source::Auto => {
-                    return Reading::Parse("a URL-only field reads microdata and the visible page");
-                }
             }
         }
         match html {
             true => Reading::Stream,
             false => Reading::Json,
         }
+    }
+}
+
+/// What a watcher's recent pages said about the streaming read: a watcher whose pages keep
+/// needing the DOM goes straight to the parse, trying the streaming read again now and then,
+/// in case the page has changed.
+#[derive(Debug, Default)]
+pub struct Hint(AtomicU8);
+
+/// Checks that go straight to the parse after a page that needed it.
+const PARSE_RUN: u8 = 15;
+
+impl Hint {
+    /// Whether to skip the streaming read this time.
+    pub(super) fn parse_directly(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub(super) fn streamed(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    pub(super) fn needed_dom(&self) {
+        self.0.store(PARSE_RUN, Ordering::Relaxed);
+    }
+}
+
+// A hint is what pages said, not how a watcher is set up: clones start afresh, and it never
+// makes two watchers differ.
+impl Clone for Hint {
+    fn clone(&self) -> Self {
+        Hint::default()
+    }
+}
+
+impl PartialEq for Hint {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 
@@ -57,6 +96,9 @@ pub(super) struct Streamed {
     pub texts: BTreeMap<String, Result<String, FieldError>>,
     /// The page's JSON-LD blocks, when a field reads them.
     pub jsonld: Option<Vec<String>>,
+    /// The `property` and `content` of each `<meta property>` in the head, in order, when a
+    /// URL-only field reads them.
+    pub head_meta: Option<Vec<(String, String)>>,
 }
 
 /// Read `fields` (all streamable) off `body` in one pass.
@@ -86,7 +128,11 @@ pub(super) fn read(
             .collect(),
         jsonld: fields
             .iter()
-            .any(|f| matches!(f.source, Source::JsonLd { .. }))
+            .any(|f| matches!(f.source, Source::JsonLd { .. } | Source::Auto))
+            .then(Vec::new),
+        head_meta: fields
+            .iter()
+            .any(|f| matches!(f.source, Source::Auto))
             .then(Vec::new),
         open: 0,
     };
@@ -108,12 +154,14 @@ pub(super) fn read(
         jsonld: reader
             .jsonld
             .map(|blocks| blocks.into_iter().map(Cow::into_owned).collect()),
+        head_meta: reader.head_meta,
     })
 }
 
 struct Reader<'f, 'a> {
     fields: Vec<Pending<'f>>,
     jsonld: Option<Vec<Cow<'a, str>>>,
+    head_meta: Option<Vec<(String, String)>>,
     /// Fields capturing text.
     open: usize,
 }
@@ -139,6 +187,16 @@ enum State {
 impl<'a> Visitor<'a> for Reader<'_, 'a> {
     fn element(&mut self, open: &[Node<'a>]) -> Result<(), Unsure> {
         let node = open.last().expect("an element");
+        if let Some(metas) = &mut self.head_meta
+            && node.name == "meta"
+            && open.len() == 3
+            && open[1].implied
+            && open[1].name == "head"
+            && let Some(property) = node.attr("property")
+        {
+            let content = node.attr("content").unwrap_or_default();
+            metas.push((property.to_owned(), content.to_owned()));
+        }
         for field in &mut self.fields {
             if !matches!(field.state, State::Waiting) || !field.selector.matches(open) {
                 continue;
@@ -202,46 +260,11 @@ impl<'a> Visitor<'a> for Reader<'_, 'a> {
 
     fn done(&self) -> bool {
         self.jsonld.is_none()
+            && self.head_meta.is_none()
             && self
                 .fields
                 .iter()
                 .all(|f| matches!(f.state, State::Found(_)))
-    }
-}
-
-/// In debug builds (and so in every test that extracts), the parse reads each streamed page
-/// too, and the two must agree: every CSS field of the test suite is a differential test.
-#[cfg(debug_assertions)]
-pub(super) fn cross_check(fields: &[Field], body: &str, strip_inert: bool, streamed: &Streamed) {
-    // Pages built to be huge are the hostile-input tests' business, not this check's.
-    if body.len() > 2 << 20 {
-        return;
-    }
-    let stop = AtomicBool::new(false);
-    let Ok(html) = super::dom::parse(body, strip_inert, &stop) else {
-        return;
-    };
-    for field in fields {
-        if let Source::Css {
-            css,
-            selector,
-            attr,
-        } = &field.source
-        {
-            let parsed = super::css::select(&html, css, &selector.dom, attr.as_deref());
-            assert_eq!(
-                streamed.texts.get(&field.name),
-                Some(&parsed),
-                "the streaming read and the parse disagree on `{css}`"
-            );
-        }
-    }
-    if let Some(blocks) = &streamed.jsonld {
-        assert_eq!(
-            *blocks,
-            super::jsonld::blocks(&html),
-            "JSON-LD blocks differ"
-        );
     }
 }
 

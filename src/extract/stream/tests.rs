@@ -384,6 +384,20 @@ fn broken_bodies_read_the_same_or_go_to_the_parser() {
         "x".repeat(5_000_000)
     );
     assert_eq!(agrees(&long, "span.price", None), "$1");
+    // 50 MB on one line: the streaming read alone (the parse of it is the hostile-page tests').
+    let huge = format!(
+        "<p class=a>{}</p><span class=price>$3</span>",
+        "y".repeat(50 << 20)
+    );
+    let f = field("span.price", None);
+    let streamed = read(
+        std::slice::from_ref(&f),
+        &huge,
+        true,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(streamed.texts["f"], Ok("$3".to_owned()));
     let replaced =
         String::from_utf8_lossy(b"<span title=\"\xff\xfe\" class=price>\xc3$2</span>").into_owned();
     assert_eq!(agrees(&replaced, "span.price", None), "\u{fffd}$2");
@@ -415,4 +429,105 @@ fn real_pages_read_the_same_both_ways() {
         }
     }
     eprintln!("streamed {answered} of {asked}; handed to the parser: {reasons:#?}");
+}
+
+/// Saved shop pages, URL-only: how often JSON-LD and the head's meta tags settle the price and
+/// availability with no DOM (in debug builds each such page is also parsed, and must agree).
+#[test]
+fn real_pages_url_only() {
+    let Some(dir) = std::env::var_os("PAGEHOOK_REAL_PAGES") else {
+        eprintln!("skipped: set PAGEHOOK_REAL_PAGES to a directory of saved pages");
+        return;
+    };
+    let auto = |name: &str, kind| Field {
+        name: name.into(),
+        source: Source::Auto,
+        required: false,
+        kind,
+        ..field("p", None)
+    };
+    let fields = [
+        auto("price", FieldKind::Price),
+        auto("stock", FieldKind::Availability),
+    ];
+    let (mut streamed, mut pages) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let page = String::from_utf8_lossy(&bytes);
+        let found = crate::extract::extract_explained(&fields, &page).unwrap();
+        pages += 1;
+        streamed += usize::from(found.parsed_because.is_none());
+    }
+    eprintln!("URL-only: {streamed} of {pages} pages read with no DOM");
+}
+
+/// URL-only fields stream when JSON-LD (checked against the head's meta tags) settles them,
+/// and take the parse when microdata or the visible page must speak.
+#[test]
+fn url_only_fields_stream_when_json_ld_settles_them() {
+    let auto = |name: &str, kind| Field {
+        name: name.into(),
+        source: Source::Auto,
+        kind,
+        ..field("p", None)
+    };
+    let fields = [
+        auto("price", FieldKind::Price),
+        auto("stock", FieldKind::Availability),
+    ];
+    let ld = r#"<script type="application/ld+json">{"@type":"Product","name":"W",
+        "offers":{"@type":"Offer","price":"12.50","priceCurrency":"EUR",
+        "availability":"https://schema.org/InStock"}}</script>"#;
+    let page = |head: &str, body: &str| {
+        format!("<!doctype html><html><head>{head}</head><body><h1>W</h1>{body}</body></html>")
+    };
+    let read = |page: &str| crate::extract::extract_explained(&fields, page).unwrap();
+
+    let settled = read(&page(ld, "<p>€12.50</p>"));
+    assert_eq!(settled.values["price"]["amount"], "12.50");
+    assert_eq!(settled.parsed_because, None);
+    let agreeing = read(&page(
+        &format!(r#"<meta property="product:price:amount" content="12.50">{ld}"#),
+        "",
+    ));
+    assert_eq!(agreeing.parsed_because, None);
+
+    // The meta tags disagree: the visible page decides, so the page is parsed.
+    let disputed = read(&page(
+        &format!(r#"<meta property="product:price:amount" content="15.00">{ld}"#),
+        r#"<div class="price">€12.50</div><button>Add to cart</button>"#,
+    ));
+    assert_eq!(disputed.values["price"]["amount"], "12.50");
+    assert!(disputed.parsed_because.unwrap().contains("URL-only"));
+    // Microdata only.
+    let microdata = read(&page(
+        "",
+        r#"<div itemscope itemtype="https://schema.org/Product"><span itemprop="price" content="9.99">9,99 €</span>
+        <link itemprop="availability" href="https://schema.org/OutOfStock"></div>"#,
+    ));
+    assert_eq!(microdata.values["stock"], "OutOfStock");
+    assert!(microdata.parsed_because.is_some());
+}
+
+/// A watcher whose pages keep needing the DOM skips the streaming read for a while, then tries
+/// it again.
+#[test]
+fn pages_that_keep_needing_the_dom_skip_the_streaming_read_for_a_while() {
+    let hint = crate::extract::Hint::default();
+    let fields = [field("p b", None)];
+    let stop = AtomicBool::new(false);
+    let read = |page: &str| crate::extract::extract_hinted(&fields, page, &stop, &hint).unwrap();
+    let repaired = "<p><b>bold<p>next</b>";
+    assert!(
+        read(repaired)
+            .parsed_because
+            .unwrap()
+            .contains("formatting")
+    );
+    for _ in 0..super::PARSE_RUN {
+        let direct = read("<p><b>clean</b></p>");
+        assert_eq!(direct.values["f"], "clean");
+        assert!(direct.parsed_because.unwrap().contains("last pages"));
+    }
+    assert_eq!(read("<p><b>clean</b></p>").parsed_because, None);
 }
