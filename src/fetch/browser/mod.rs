@@ -41,6 +41,8 @@ pub use process::discover;
 pub(crate) const DEFAULT_MAX_TABS: usize = 2;
 /// How long a browser that pagehook started gets to close by itself before it is killed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How a failure to start begins when the browser went away before it answered.
+const DID_NOT_START: &str = "the browser did not start";
 
 /// Which browser to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,7 +279,18 @@ impl Browser {
             instance.shut().await;
             *slot = None;
         }
-        let instance = Arc::new(self.start(deadline, timeout).await?);
+        let instance = match self.start(deadline, timeout).await {
+            // Chromium now and then crashes as it starts on a loaded machine: one more try,
+            // within the same deadline.
+            Err(FetchError::Browser(why))
+                if why.starts_with(DID_NOT_START) && Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %why, "the browser crashed as it started; starting it again");
+                self.start(deadline, timeout).await?
+            }
+            started => started?,
+        };
+        let instance = Arc::new(instance);
         *slot = Some(instance.clone());
         Ok(instance)
     }
@@ -332,7 +345,7 @@ impl Browser {
                 );
                 return Ok(instance);
             }
-            Ok(Err(err)) => format!("the browser did not start: {err}"),
+            Ok(Err(err)) => format!("{DID_NOT_START}: {err}"),
             Err(_) => format!("the browser did not answer within {limit}"),
         };
         let process = instance.process.lock().expect("not poisoned").take();
