@@ -21,6 +21,7 @@ mod chars;
 mod elements;
 mod model;
 mod scan;
+mod token;
 mod walk;
 
 pub(super) use self::walk::{Node, Unsure, Visitor, walk};
@@ -29,7 +30,8 @@ use std::borrow::Cow;
 
 use self::elements::{Kind, Name};
 use self::model::{End, Model, Tag};
-use self::scan::{carries_data, comment_end, find, find_seq, raw_text_end, tag_end};
+use self::scan::{carries_data, find, raw_text_end, tag_end};
+use self::token::{Token, token_at};
 
 /// The deepest nesting the parse builds: Chromium's `kMaximumHTMLParserDOMTreeDepth`.
 pub const MAX_DEPTH: usize = 512;
@@ -119,32 +121,19 @@ impl Pass<'_> {
     /// Handle the markup that starts with the `<` at `lt`; where to go on, or None at the end
     /// of the document.
     fn token(&mut self, lt: usize) -> Option<usize> {
-        let bytes = self.bytes;
-        match bytes.get(lt + 1) {
-            Some(b'!') if bytes[lt..].starts_with(b"<!--") => comment_end(bytes, lt + 4),
-            Some(b'!') if self.model.in_foreign() && bytes[lt..].starts_with(b"<![CDATA[") => {
-                find_seq(bytes, b"]]>", lt + 9).map(|i| i + 3)
+        match token_at(self.bytes, lt, self.model.in_foreign()) {
+            Token::Text => Some(lt + 1),
+            Token::Skip { end } | Token::Cdata { end } => Some(end),
+            Token::EndTag { name, gt } => {
+                self.end_tag(&name, lt, gt + 1);
+                Some(gt + 1)
             }
-            // Doctypes, CDATA outside SVG and MathML, and `<?...>` run to the next `>`.
-            Some(b'!' | b'?') => find(bytes, b'>', lt + 2).map(|i| i + 1),
-            Some(b'/') => match bytes.get(lt + 2) {
-                Some(c) if c.is_ascii_alphabetic() => {
-                    let name = Name::read(bytes, lt + 2);
-                    let (gt, _) = tag_end(bytes, name.end())?;
-                    self.end_tag(&name, lt, gt + 1);
-                    Some(gt + 1)
-                }
-                Some(b'>') => Some(lt + 3),
-                Some(_) => find(bytes, b'>', lt + 2).map(|i| i + 1),
-                None => None,
-            },
-            Some(c) if c.is_ascii_alphabetic() => {
-                let name = Name::read(bytes, lt + 1);
-                let (gt, self_closing) = tag_end(bytes, name.end())?;
-                self.start_tag(&name, self_closing, lt, gt + 1)
-            }
-            Some(_) => Some(lt + 1),
-            None => None,
+            Token::StartTag {
+                name,
+                gt,
+                self_closing,
+            } => self.start_tag(&name, self_closing, lt, gt + 1),
+            Token::Eof => None,
         }
     }
 

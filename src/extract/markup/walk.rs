@@ -12,7 +12,8 @@ use super::MAX_DEPTH;
 use super::chars::{Doubtful, decode, lines};
 use super::elements::{Kind, Name, flag, key};
 use super::model::{End, Model, Tag};
-use super::scan::{CLASS, SPACE, carries_data, comment_end, find, find_seq, raw_text_end, tag_end};
+use super::scan::{CLASS, SPACE, carries_data, find, find_seq, raw_text_end, tag_end};
+use super::token::{Token, token_at};
 
 /// Why a streaming read gave the page to the parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,61 +309,35 @@ impl<'a> Walk<'a> {
         lt: usize,
         visitor: &mut impl Visitor<'a>,
     ) -> Result<Option<usize>, Unsure> {
-        let bytes = self.bytes;
-        match bytes.get(lt + 1) {
-            Some(b'!') if bytes[lt..].starts_with(b"<!--") => {
-                let end = comment_end(bytes, lt + 4);
-                self.skip(lt, end, visitor)
-            }
-            Some(b'!') if self.model.in_foreign() && bytes[lt..].starts_with(b"<![CDATA[") => {
-                Err(Unsure::Repaired("CDATA in SVG or MathML"))
-            }
-            Some(b'!' | b'?') => {
-                let end = find(bytes, b'>', lt + 2).map(|i| i + 1);
+        match token_at(self.bytes, lt, self.model.in_foreign()) {
+            Token::Text => Ok(Some(lt + 1)),
+            Token::Cdata { .. } => Err(Unsure::Repaired("CDATA in SVG or MathML")),
+            Token::Skip { end } => {
+                // A doctype (not a comment, which the parser passes over) sets the mode.
                 if self.standard.is_none()
-                    && let Some(end) = end
+                    && self.bytes[lt + 1] == b'!'
+                    && !self.bytes[lt..].starts_with(b"<!--")
                 {
-                    let doctype = &self.src[lt..end];
-                    let words: Vec<_> = doctype[2..doctype.len().saturating_sub(1).max(2)]
-                        .split_ascii_whitespace()
-                        .collect();
-                    let standard = words.len() == 2
-                        && words[0].eq_ignore_ascii_case("doctype")
-                        && words[1].eq_ignore_ascii_case("html");
-                    self.standard = Some(standard);
+                    self.standard = Some(is_standard_doctype(&self.src[lt..end]));
                 }
-                self.skip(lt, end, visitor)
+                self.skip(lt, Some(end), visitor)
             }
-            Some(b'/') => match bytes.get(lt + 2) {
-                Some(c) if c.is_ascii_alphabetic() => {
-                    let name = Name::read(bytes, lt + 2);
-                    let Some((gt, _)) = tag_end(bytes, name.end()) else {
-                        return Ok(None);
-                    };
-                    self.text(self.text_from, lt, visitor)?;
-                    self.text_from = gt + 1;
-                    self.end_tag(&name, visitor)?;
-                    Ok(Some(gt + 1))
-                }
-                Some(b'>') => self.skip(lt, Some(lt + 3), visitor),
-                Some(_) => {
-                    let end = find(bytes, b'>', lt + 2).map(|i| i + 1);
-                    self.skip(lt, end, visitor)
-                }
-                None => Ok(None),
-            },
-            Some(c) if c.is_ascii_alphabetic() => {
-                let name = Name::read(bytes, lt + 1);
-                let Some((gt, self_closing)) = tag_end(bytes, name.end()) else {
-                    return Ok(None);
-                };
+            Token::EndTag { name, gt } => {
+                self.text(self.text_from, lt, visitor)?;
+                self.text_from = gt + 1;
+                self.end_tag(&name, visitor)?;
+                Ok(Some(gt + 1))
+            }
+            Token::StartTag {
+                name,
+                gt,
+                self_closing,
+            } => {
                 self.text(self.text_from, lt, visitor)?;
                 self.text_from = gt + 1;
                 self.start_tag(&name, self_closing, gt, visitor)
             }
-            // A `<` that starts no tag is text.
-            Some(_) => Ok(Some(lt + 1)),
-            None => Ok(None),
+            Token::Eof => Ok(None),
         }
     }
 
@@ -717,6 +692,17 @@ impl<'a> Walk<'a> {
         self.open.push(node);
         visitor.element(&self.open)
     }
+}
+
+/// Whether a doctype is `<!doctype html>`, which keeps the parser out of quirks mode.
+fn is_standard_doctype(doctype: &str) -> bool {
+    let inner = doctype
+        .get(2..doctype.len().saturating_sub(1))
+        .unwrap_or_default();
+    let words: Vec<_> = inner.split_ascii_whitespace().collect();
+    words.len() == 2
+        && words[0].eq_ignore_ascii_case("doctype")
+        && words[1].eq_ignore_ascii_case("html")
 }
 
 /// Whether `rest` may hold an `<html>` or `<body>` tag with attributes, which the parser adds to
