@@ -449,6 +449,19 @@ impl<'a> Walk<'a> {
             if written.eq_ignore_ascii_case("image") || written.eq_ignore_ascii_case("xmp") {
                 return Err(Unsure::Repaired("an <image> or <xmp>"));
             }
+            // Outside a column group the parser drops a `<col>` or makes a column group for
+            // it, and it drops a `<frame>` outside a frameset.
+            let in_colgroup = self
+                .open
+                .last()
+                .is_some_and(|n| n.name == "colgroup" && !n.foreign);
+            if (written.eq_ignore_ascii_case("col") && !in_colgroup)
+                || written.eq_ignore_ascii_case("frame")
+            {
+                return Err(Unsure::Repaired(
+                    "a <col> outside a column group, or a <frame>",
+                ));
+            }
             let in_head = HEAD
                 .iter()
                 .any(|h| written.as_bytes().eq_ignore_ascii_case(h));
@@ -471,7 +484,7 @@ impl<'a> Walk<'a> {
             if matches!(
                 self.model.top_kind(),
                 Some(Kind::Table | Kind::Section | Kind::Row)
-            ) && !(matches!(
+            ) && !matches!(
                 name.kind,
                 Kind::Table
                     | Kind::Section
@@ -480,8 +493,7 @@ impl<'a> Walk<'a> {
                     | Kind::Caption
                     | Kind::Script
                     | Kind::Style
-            ) || written.eq_ignore_ascii_case("col"))
-            {
+            ) {
                 return Err(Unsure::Repaired(
                     "an element the parser moves out of a table",
                 ));

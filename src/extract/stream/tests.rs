@@ -167,6 +167,8 @@ fn repaired_markup_goes_to_the_parser() {
         ("<p class=a>x<table><td>y</table>", "p.a"),
         ("<body class=a><body class=b><span>x</span>", "span"),
         ("<select><span class=p>x</span></select>", ".p"),
+        ("<table><col class=p><tr><td>x</table>", "table > .p"),
+        ("<p>a<col class=p>b</p>", ".p"),
         ("<span>x\0y</span>", "span"),
         // A later body's attributes are the first body's: it may match before anything.
         ("<p class=a>x</p><body class=a>", "[class]"),
