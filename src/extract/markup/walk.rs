@@ -153,9 +153,8 @@ const CAMEL_TAGS: &[&str] = &[
     "textpath",
 ];
 
-/// Attribute names of SVG and MathML the parser writes in camel case (`viewBox`) or puts in a
-/// namespace (`xmlns`, and every `prefix:name`): a selector without a namespace never matches
-/// them.
+/// Attribute names of SVG the parser writes in camel case (`viewBox`): a lowercase selector
+/// never matches them. MathML has one, `definitionURL`.
 const CAMEL_ATTRS: &[&str] = &[
     "attributename",
     "attributetype",
@@ -215,8 +214,6 @@ const CAMEL_ATTRS: &[&str] = &[
     "xchannelselector",
     "ychannelselector",
     "zoomandpan",
-    "definitionurl",
-    "xmlns",
 ];
 
 /// Read `html` as the parser would, telling `visitor`. Script and style contents count as text
@@ -239,6 +236,7 @@ pub(in crate::extract) fn walk<'a>(
         standard: None,
         strip_inert,
         text_from: 0,
+        form_open: false,
     };
     walk.run(stop, visitor)
 }
@@ -257,6 +255,8 @@ struct Walk<'a> {
     strip_inert: bool,
     /// Text runs from here to the next token.
     text_from: usize,
+    /// Whether a form has been opened and not yet ended by `</form>`: the parser's form pointer.
+    form_open: bool,
 }
 
 /// How many tokens pass between looks at the stop flag.
@@ -313,6 +313,8 @@ impl<'a> Walk<'a> {
             Token::Text => Ok(Some(lt + 1)),
             Token::Cdata { .. } => Err(Unsure::Repaired("CDATA in SVG or MathML")),
             Token::Skip { end } => {
+                // The text before it first: text before a doctype means quirks mode.
+                let next = self.skip(lt, Some(end), visitor)?;
                 // A doctype (not a comment, which the parser passes over) sets the mode.
                 if self.standard.is_none()
                     && self.bytes[lt + 1] == b'!'
@@ -320,7 +322,7 @@ impl<'a> Walk<'a> {
                 {
                     self.standard = Some(is_standard_doctype(&self.src[lt..end]));
                 }
-                self.skip(lt, Some(end), visitor)
+                Ok(next)
             }
             Token::EndTag { name, gt } => {
                 self.text(self.text_from, lt, visitor)?;
@@ -366,13 +368,16 @@ impl<'a> Walk<'a> {
         let raw = &self.src[from..to];
         let blank = raw.bytes().all(|b| CLASS[b as usize] == SPACE);
         if !blank {
+            // Text before any doctype leaves the parser in quirks mode.
+            self.standard.get_or_insert(false);
             if !self.body {
                 self.begin_body(Vec::new(), visitor)?;
             }
             if matches!(
                 self.model.top_kind(),
                 Some(Kind::Table | Kind::Section | Kind::Row)
-            ) {
+            ) || self.in_colgroup()
+            {
                 return Err(Unsure::Repaired("text inside a table outside its cells"));
             }
         }
@@ -441,25 +446,21 @@ impl<'a> Walk<'a> {
                 Kind::Plaintext => return Err(Unsure::Repaired("a <plaintext>")),
                 _ => {}
             }
+            if let Some(why) = self.unfollowed_start(name, written) {
+                return Err(Unsure::Repaired(why));
+            }
             if name.kind == Kind::Table && !standard && self.model.p_in_scope() {
                 return Err(Unsure::Repaired(
                     "a table inside a paragraph in quirks mode",
                 ));
             }
-            if written.eq_ignore_ascii_case("image") || written.eq_ignore_ascii_case("xmp") {
-                return Err(Unsure::Repaired("an <image> or <xmp>"));
-            }
             // Outside a column group the parser drops a `<col>` or makes a column group for
-            // it, and it drops a `<frame>` outside a frameset.
-            let in_colgroup = self
-                .open
-                .last()
-                .is_some_and(|n| n.name == "colgroup" && !n.foreign);
-            if (written.eq_ignore_ascii_case("col") && !in_colgroup)
-                || written.eq_ignore_ascii_case("frame")
-            {
+            // it, and it drops a `<frame>` outside a frameset; in a column group anything but a
+            // `<col>` is moved out of the table.
+            let col = written.eq_ignore_ascii_case("col");
+            if col != self.in_colgroup() || written.eq_ignore_ascii_case("frame") {
                 return Err(Unsure::Repaired(
-                    "a <col> outside a column group, or a <frame>",
+                    "a <col> outside a column group, or something else inside one",
                 ));
             }
             let in_head = HEAD
@@ -504,12 +505,32 @@ impl<'a> Walk<'a> {
             Kind::RawText => html,
             _ => false,
         };
-        let foreign = !html || name.kind == Kind::Foreign;
+        // A tag that ends the SVG or MathML it stands in is HTML again.
+        let foreign = (!html && name.flags & flag::BREAKOUT == 0) || name.kind == Kind::Foreign;
         let mut attrs = attrs;
         let mut name_text = lowercase(written);
+        let svg = match self.foreign_root() {
+            Some(root) => root == "svg",
+            None => name_text == "svg",
+        };
+        if !html && let Some(why) = foreign_unfollowed(&name_text, svg) {
+            return Err(Unsure::Repaired(why));
+        }
         if foreign {
-            attrs.retain(|(n, _)| !n.contains(':') && !CAMEL_ATTRS.contains(&n.as_ref()));
-            if CAMEL_TAGS.contains(&name_text.as_ref()) {
+            // The parser puts these in a namespace, or writes them in camel case: no selector
+            // without a namespace, in lower case, reaches them.
+            attrs.retain(|(n, _)| {
+                let namespaced = ["xlink:", "xml:", "xmlns:"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+                    || n == "xmlns";
+                let camel = match svg {
+                    true => CAMEL_ATTRS.contains(&n.as_ref()),
+                    false => n == "definitionurl",
+                };
+                !namespaced && !camel
+            });
+            if svg && CAMEL_TAGS.contains(&name_text.as_ref()) {
                 // Kept out of reach of any lowercase selector, as the parser's name is.
                 name_text = Cow::Owned(format!("{name_text}\u{0}camel"));
             }
@@ -639,6 +660,23 @@ impl<'a> Walk<'a> {
     }
 
     fn end_tag(&mut self, name: &Name, visitor: &mut impl Visitor<'a>) -> Result<(), Unsure> {
+        let written = &self.src[name.at..name.end()];
+        if self.model.in_foreign()
+            && (written.eq_ignore_ascii_case("p") || written.eq_ignore_ascii_case("br"))
+        {
+            return Err(Unsure::Repaired("a </p> or </br> inside SVG or MathML"));
+        }
+        if self.model.has(Kind::Select)
+            && !matches!(name.kind, Kind::Option | Kind::Optgroup | Kind::Select)
+        {
+            return Err(Unsure::Repaired("an end tag inside a <select>"));
+        }
+        if matches!(name.kind, Kind::Option | Kind::Optgroup) && !self.model.has(Kind::Select) {
+            return Err(Unsure::Repaired("an option outside a <select>"));
+        }
+        if name.kind == Kind::Form {
+            self.form_open = false;
+        }
         if !self.model.in_foreign() {
             match name.kind {
                 Kind::P if !self.model.p_in_scope() => {
@@ -655,6 +693,43 @@ impl<'a> Walk<'a> {
             return Err(Unsure::Repaired("nesting deeper than the parser builds"));
         }
         self.sync(Some(name.key), visitor)
+    }
+
+    /// Why the parser would treat this HTML start tag by rules the model does not follow.
+    fn unfollowed_start(&mut self, name: &Name, written: &str) -> Option<&'static str> {
+        match name.kind {
+            Kind::Option | Kind::Optgroup if !self.model.has(Kind::Select) => {
+                Some("an option outside a <select>")
+            }
+            Kind::Ruby => Some("ruby annotations"),
+            // The parser's form pointer outlives an implied close of the form.
+            Kind::Form if self.form_open => Some("a form inside a form"),
+            Kind::Form => {
+                self.form_open = true;
+                None
+            }
+            Kind::Table if self.model.has(Kind::Caption) => Some("a table inside a caption"),
+            _ if written.eq_ignore_ascii_case("image") || written.eq_ignore_ascii_case("xmp") => {
+                Some("an <image> or <xmp>")
+            }
+            _ => None,
+        }
+    }
+
+    fn in_colgroup(&self) -> bool {
+        self.open
+            .last()
+            .is_some_and(|n| n.name == "colgroup" && !n.foreign)
+    }
+
+    /// The name of the SVG or MathML element the open foreign content starts at.
+    fn foreign_root(&self) -> Option<&str> {
+        self.open
+            .iter()
+            .rev()
+            .take_while(|n| n.foreign)
+            .last()
+            .map(|n| n.name.as_ref())
     }
 
     /// Bring the open elements in line with the model after a tag: close what it closed. A
@@ -746,6 +821,20 @@ fn newline_at(bytes: &[u8], at: usize) -> usize {
         (Some(b'\r'), Some(b'\n')) => 2,
         (Some(b'\n' | b'\r'), _) => 1,
         _ => 0,
+    }
+}
+
+/// Why the parser would treat this tag inside SVG (`svg`) or MathML by rules the model does not
+/// follow: tags that end the foreign content or not depending on their attributes or on which
+/// of the two they are in, and the points where HTML starts again inside it.
+fn foreign_unfollowed(name: &str, svg: bool) -> Option<&'static str> {
+    match name {
+        "font" | "address" | "html" | "frameset" | "annotation-xml" => {
+            Some("a tag inside SVG or MathML that the parser reads by rules of its own")
+        }
+        "desc" | "title" | "foreignobject" if !svg => Some("an SVG name inside MathML"),
+        "mi" | "mo" | "mn" | "ms" | "mtext" if svg => Some("a MathML name inside SVG"),
+        _ => None,
     }
 }
 

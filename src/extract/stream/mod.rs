@@ -30,9 +30,15 @@ impl Reading {
         let mut html = false;
         for field in fields {
             match &field.source {
-                Source::Css { selector, .. } => {
+                Source::Css { selector, attr, .. } => {
                     if let Err(why) = &selector.stream {
                         return Reading::Parse(why);
+                    }
+                    if attr
+                        .as_deref()
+                        .is_some_and(|a| a.bytes().any(|b| b.is_ascii_uppercase()))
+                    {
+                        return Reading::Parse("an upper-case attribute name (SVG's camel case)");
                     }
                     html = true;
                 }
