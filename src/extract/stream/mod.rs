@@ -1,7 +1,8 @@
 //! Fields read in one streaming pass over the page, with no tree: CSS fields whose selectors
-//! the streaming matcher supports, and JSON-LD fields. Where the page holds markup the parser
-//! would repair in ways the read does not follow, it says so ([`Unsure`]) and the caller parses
-//! the page instead, so both ways give the same values.
+//! the streaming matcher supports, JSON-LD fields, and the JSON-LD and head meta tags that
+//! URL-only fields read first. Where the page holds markup the parser would repair in ways the
+//! read does not follow, it says so ([`Unsure`]) and the caller parses the page instead, so
+//! both ways give the same values.
 
 mod selector;
 
@@ -19,7 +20,7 @@ use super::{Field, FieldError, Source};
 pub enum Reading {
     /// A streaming pass, with the parse kept for pages it cannot read exactly.
     Stream,
-    /// The parse; the reason names the first field that needs it.
+    /// The parse, and why: what the first field that needs it asks for.
     Parse(&'static str),
     /// No HTML at all: JSON fields only.
     Json,
