@@ -250,49 +250,43 @@ pub fn extract_hinted(
         matches!(&f.source, Source::Css { css, .. }
             if css.to_ascii_lowercase().contains("script") || css.to_ascii_lowercase().contains("style"))
     });
-    let parse = || dom::parse(body, !reads_inert, stop);
-    let page = match Reading::of(fields) {
-        Reading::Json => Page::new(body, None),
-        Reading::Parse(_) => Page::new(body, Some(parse()?)),
-        Reading::Stream if hint.parse_directly() => {
-            let page = Page::new(body, Some(parse()?));
-            return read_fields(fields, &page).done(Some(
-                "this watcher's last pages needed it; the streaming read is tried again soon"
-                    .into(),
-            ));
-        }
+    // The fields read off the parsed page; `why` says why a page whose fields stream took it.
+    let parsed = |why: Option<String>| {
+        let page = Page::new(body, Some(dom::parse(body, !reads_inert, stop)?));
+        read_fields(fields, &page).done(why)
+    };
+    match Reading::of(fields) {
+        Reading::Json => read_fields(fields, &Page::new(body, None)).done(None),
+        Reading::Parse(_) => parsed(None),
+        Reading::Stream if hint.parse_directly() => parsed(Some(
+            "this watcher's last pages needed it; the streaming read is tried again soon".into(),
+        )),
         Reading::Stream => match stream::read(fields, body, !reads_inert, stop) {
-            Ok(streamed) => {
-                let page = Page::streamed(body, streamed);
-                match read_fields(fields, &page) {
-                    Read::Done(extraction) => {
-                        #[cfg(debug_assertions)]
-                        cross_check(fields, body, !reads_inert, &extraction);
-                        hint.streamed();
-                        return extraction;
-                    }
-                    // A URL-only field needs microdata or the visible page.
-                    Read::NeedsDom => {
-                        hint.needed_dom();
-                        let page = Page::new(body, Some(parse()?));
-                        return read_fields(fields, &page).done(Some(
-                            "a URL-only field found no sure answer in the JSON-LD and the \
-                             head's meta tags, so it read microdata or the visible page"
-                                .into(),
-                        ));
-                    }
+            Ok(streamed) => match read_fields(fields, &Page::streamed(body, streamed)) {
+                Read::Done(extraction) => {
+                    #[cfg(debug_assertions)]
+                    cross_check(fields, body, !reads_inert, &extraction);
+                    hint.streamed();
+                    extraction
                 }
-            }
-            Err(Unsure::Stopped) => return Err(PageError::Stopped.into()),
+                // A URL-only field needs microdata or the visible page.
+                Read::NeedsDom => {
+                    hint.needed_dom();
+                    parsed(Some(
+                        "a URL-only field found no sure answer in the JSON-LD and the head's \
+                         meta tags, so it read microdata or the visible page"
+                            .into(),
+                    ))
+                }
+            },
+            Err(Unsure::Stopped) => Err(PageError::Stopped.into()),
             // Markup the streaming read does not follow: the parser reads it.
             Err(why) => {
                 hint.needed_dom();
-                let page = Page::new(body, Some(parse()?));
-                return read_fields(fields, &page).done(Some(why.describe()));
+                parsed(Some(why.describe()))
             }
         },
-    };
-    read_fields(fields, &page).done(None)
+    }
 }
 
 /// In debug builds (and so in every test that extracts), a page answered without a DOM is
