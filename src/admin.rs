@@ -1,5 +1,7 @@
 //! The admin endpoint on `daemon.admin_listen`: `/healthz` for load balancers and monitors,
-//! `/metrics` for Prometheus.
+//! `/metrics` for Prometheus, and the dashboard for people.
+
+mod dashboard;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::clock::Clock;
 use crate::config::Watcher;
 use crate::metrics;
 use crate::store::{self, Store};
@@ -80,7 +83,13 @@ pub struct AdminState {
     pub watchers: Arc<RwLock<Vec<Arc<Watcher>>>>,
     /// When the daemon started: watchers it has not checked yet have been due since then.
     pub started: DateTime<Utc>,
+    /// The daemon's clock: the dashboard's "now".
+    pub clock: Clock,
+    /// How the dashboard tells a person to replay an event.
+    pub replay: Replay,
 }
+
+pub use dashboard::Replay;
 
 /// The /healthz body: each part "ok" or what is wrong with it.
 #[derive(Debug, Serialize)]
@@ -95,13 +104,14 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 
 /// Serve the admin endpoint on `listener` until `shutdown`.
 pub(crate) async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
-        info!(addr = %addr, "admin endpoint: /healthz and /metrics");
+        info!(addr = %addr, "admin endpoint: the dashboard at /, /healthz and /metrics");
     }
     let stopped = async move { shutdown.cancelled().await };
     if let Err(err) = axum::serve(listener, router(state))

@@ -71,6 +71,13 @@ pub async fn run_on(
                 health: health.clone(),
                 watchers: live.clone(),
                 started,
+                clock: clock.clone(),
+                replay: admin::Replay::new(
+                    &path,
+                    (config.cluster.shards > 1)
+                        .then(|| config.cluster.node.clone().ok())
+                        .flatten(),
+                ),
             };
             Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
         }

@@ -3,8 +3,10 @@
 //! over the control socket, a command over the store when no daemon runs, and both render it
 //! through [`render`], so a user sees the same either way.
 
+mod board;
 mod render;
 mod report;
+mod series;
 mod transfer;
 
 use std::sync::Arc;
@@ -18,11 +20,13 @@ use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
 use crate::store::{Store, StoreError};
 
+pub(crate) use board::{Fate, Filter, Overview, WatcherView};
 pub use render::{DeliveriesView, Show};
 pub(crate) use render::{render_deliveries, render_history, render_once};
 pub(crate) use render::{render_import, render_replayed, render_status};
-pub(crate) use report::Statuses;
 pub(crate) use report::{Deliveries, HistoryReport, Replayed, StatusReport, history, status};
+pub(crate) use report::{Outcome, Statuses, Summary, WatcherStatus};
+pub(crate) use series::{Point, Series, series};
 pub(crate) use transfer::{ExportPage, ExportReader, Header, ImportReport, Record, Selection};
 
 /// What a command asks of the daemon (or, with none running, of the store).

@@ -139,7 +139,60 @@ pub(crate) fn render_history(report: &HistoryReport) -> String {
             values_line(&e.values),
         ]);
     }
-    table(&rows)
+    let mut out = String::new();
+    let (all, _) = super::series(&report.entries);
+    let width = all
+        .iter()
+        .map(|s| s.field.chars().count())
+        .max()
+        .unwrap_or(0);
+    for series in &all {
+        let _ = writeln!(out, "{:<width$}  {}", series.field, sparkline(series));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+/// Bars this wide at most: the newest values, one character each.
+const SPARK_CHARS: usize = 48;
+
+/// `▁▃█▅  USD 17.50 -> 21.00 (low 17.50, high 24.00, 6 values)`: a series' newest values as
+/// bars from its lowest to its highest, oldest on the left.
+fn sparkline(series: &super::Series) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let points = &series.points[series.points.len().saturating_sub(SPARK_CHARS)..];
+    let (low, high) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.value), hi.max(p.value))
+    });
+    let bars: String = points
+        .iter()
+        .map(|p| {
+            let at = if high > low {
+                ((p.value - low) / (high - low) * 7.0).round() as usize
+            } else {
+                3
+            };
+            BARS[at.min(7)]
+        })
+        .collect();
+    let text = |p: &super::Point| match &series.currency {
+        Some(code) => format!("{code} {}", p.text),
+        None => p.text.clone(),
+    };
+    let lowest = points.iter().min_by(|a, b| a.value.total_cmp(&b.value));
+    let highest = points.iter().max_by(|a, b| a.value.total_cmp(&b.value));
+    let (first, last) = (&points[0], &points[points.len() - 1]);
+    format!(
+        "{bars}  {} -> {} (low {}, high {}, {})",
+        text(first),
+        text(last),
+        lowest.map_or_else(String::new, text),
+        highest.map_or_else(String::new, text),
+        plural(points.len(), "value")
+    )
 }
 
 /// Which part of `pagehook deliveries` to show.

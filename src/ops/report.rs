@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::render::plural;
 use crate::config::Watcher;
 use crate::extract::Values;
+use crate::reason::Reason;
 use crate::store::{DeadLetter, Delivery, EndpointFailure, HistoryEntry, Store, StoreError};
 
 /// Every configured watcher, in config order.
@@ -18,6 +19,9 @@ pub(crate) struct StatusReport {
     pub(crate) watchers: Vec<WatcherStatus>,
     /// Deliveries in the outbox, for all watchers (including ones no longer configured).
     pub(crate) pending_deliveries: usize,
+    /// The counts the dashboard shows at the top.
+    #[serde(default)]
+    pub(crate) summary: Summary,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +37,7 @@ pub(crate) struct WatcherStatus {
     pub(crate) last_error: Option<String>,
     /// The same, as one word of `reason::Reason` (`blocked`, `timeout`, ...).
     #[serde(default)]
-    pub(crate) last_reason: Option<crate::reason::Reason>,
+    pub(crate) last_reason: Option<Reason>,
     pub(crate) last_success: Option<DateTime<Utc>>,
     /// When the scheduler runs it next: now, if it is overdue.
     pub(crate) next_run: DateTime<Utc>,
@@ -45,27 +49,103 @@ pub(crate) struct WatcherStatus {
     pub(crate) pending_deliveries: usize,
 }
 
-/// The watchers a summary counts.
-#[derive(Default)]
-struct Tally {
-    pages: usize,
-    failing: usize,
-    overdue: usize,
+impl WatcherStatus {
+    pub(crate) fn outcome(&self) -> Outcome {
+        Outcome::of(self.last_check, self.last_success, self.last_reason)
+    }
 }
 
-impl Tally {
-    fn add(&mut self, status: &WatcherStatus) {
-        self.pages += 1;
-        self.failing += usize::from(status.consecutive_failures > 0);
-        self.overdue += usize::from(status.overdue_since.is_some());
+/// How a watcher's last check went, in the words the dashboard counts and filters by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    Ok,
+    /// Failed for any reason but a bot wall.
+    Failing,
+    /// Stopped by a bot wall: a different fix (a proxy, the browser) from other failures.
+    Blocked,
+    Never,
+}
+
+impl Outcome {
+    pub(crate) const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Failing,
+        Outcome::Blocked,
+        Outcome::Never,
+    ];
+
+    pub(crate) fn of(
+        last_check: Option<DateTime<Utc>>,
+        last_success: Option<DateTime<Utc>>,
+        last_reason: Option<Reason>,
+    ) -> Outcome {
+        match last_check {
+            None => Outcome::Never,
+            Some(checked) if last_success == Some(checked) => Outcome::Ok,
+            Some(_) if last_reason == Some(Reason::Blocked) => Outcome::Blocked,
+            Some(_) => Outcome::Failing,
+        }
     }
 
-    fn line(&self, pending_deliveries: usize) -> String {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failing => "failing",
+            Outcome::Blocked => "blocked",
+            Outcome::Never => "never",
+        }
+    }
+
+    pub(crate) fn parse(word: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == word)
+    }
+}
+
+/// The counts over every configured watcher, and the state of the outbox: what `status
+/// --json` reports as `summary`, the dashboard shows at its top, and systemd's STATUS= line
+/// is made of.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub(crate) watchers: usize,
+    pub(crate) ok: usize,
+    pub(crate) failing: usize,
+    pub(crate) blocked: usize,
+    pub(crate) never_checked: usize,
+    pub(crate) overdue: usize,
+    pub(crate) pending_deliveries: usize,
+    /// When the oldest delivery still in the outbox was queued.
+    pub(crate) oldest_pending: Option<DateTime<Utc>>,
+    pub(crate) dead_letters: usize,
+}
+
+impl Summary {
+    pub(super) fn add(&mut self, outcome: Outcome, overdue: bool) {
+        self.watchers += 1;
+        *match outcome {
+            Outcome::Ok => &mut self.ok,
+            Outcome::Failing => &mut self.failing,
+            Outcome::Blocked => &mut self.blocked,
+            Outcome::Never => &mut self.never_checked,
+        } += 1;
+        self.overdue += usize::from(overdue);
+    }
+
+    pub(crate) fn count(&self, outcome: Outcome) -> usize {
+        match outcome {
+            Outcome::Ok => self.ok,
+            Outcome::Failing => self.failing,
+            Outcome::Blocked => self.blocked,
+            Outcome::Never => self.never_checked,
+        }
+    }
+
+    fn line(&self) -> String {
         let mut line = format!(
             "watching {}, {} failing, {} queued",
-            plural(self.pages, "page"),
-            self.failing,
-            plural(pending_deliveries, "delivery")
+            plural(self.watchers, "page"),
+            self.failing + self.blocked,
+            plural(self.pending_deliveries, "delivery")
         );
         if self.overdue > 0 {
             let _ = write!(line, ", {} overdue", self.overdue);
@@ -83,22 +163,29 @@ pub(crate) fn status(
     running_since: Option<DateTime<Utc>>,
 ) -> Result<StatusReport, StoreError> {
     let statuses = Statuses::read(store, watchers, now, running_since)?;
+    let watchers: Vec<WatcherStatus> = statuses.iter().collect::<Result<_, _>>()?;
+    let mut summary = statuses.outbox_summary();
+    for status in &watchers {
+        summary.add(status.outcome(), status.overdue_since.is_some());
+    }
     Ok(StatusReport {
-        watchers: statuses.iter().collect::<Result<_, _>>()?,
+        watchers,
         pending_deliveries: statuses.pending_total,
+        summary,
     })
 }
 
 /// The status of each watcher, one at a time: encoded one by one, 100,000 of them never
 /// hold their values at once (a value map takes a kilobyte).
 pub(crate) struct Statuses<'a> {
-    store: &'a Store,
-    watchers: &'a [std::sync::Arc<Watcher>],
+    pub(super) store: &'a Store,
+    pub(super) watchers: &'a [std::sync::Arc<Watcher>],
     now: DateTime<Utc>,
     running_since: Option<DateTime<Utc>>,
     /// Deliveries in the outbox by watcher, and in all.
     pending: BTreeMap<String, usize>,
     pending_total: usize,
+    oldest_pending: Option<DateTime<Utc>>,
 }
 
 impl<'a> Statuses<'a> {
@@ -120,23 +207,55 @@ impl<'a> Statuses<'a> {
             running_since,
             pending,
             pending_total: outbox.len(),
+            oldest_pending: outbox.iter().map(|d| d.created_at).min(),
         })
     }
 
     /// One line for systemd's STATUS=: what `systemctl status` shows under the unit.
     pub(crate) fn summary(&self) -> Result<String, StoreError> {
-        let mut tally = Tally::default();
-        for status in self.iter() {
-            tally.add(&status?);
+        Ok(self.summarize()?.line())
+    }
+
+    /// The counts over every watcher, read without their values.
+    pub(crate) fn summarize(&self) -> Result<Summary, StoreError> {
+        let mut summary = self.outbox_summary();
+        for watcher in self.watchers {
+            let (outcome, overdue) = self.outline(watcher)?;
+            summary.add(outcome, overdue);
         }
-        Ok(tally.line(self.pending_total))
+        Ok(summary)
+    }
+
+    /// A summary of no watchers yet: the outbox's part.
+    pub(super) fn outbox_summary(&self) -> Summary {
+        Summary {
+            pending_deliveries: self.pending_total,
+            oldest_pending: self.oldest_pending,
+            dead_letters: self.store.dead_count(),
+            ..Summary::default()
+        }
+    }
+
+    /// How `watcher`'s last check went and whether it is overdue, without reading its values:
+    /// the dashboard asks this of all 100,000 to count and filter them.
+    pub(crate) fn outline(&self, watcher: &Watcher) -> Result<(Outcome, bool), StoreError> {
+        let checked = self.store.last_checked(&watcher.name)?;
+        let outcome = Outcome::of(
+            checked.last_check,
+            checked.last_success,
+            checked.last_reason,
+        );
+        let overdue = watcher
+            .overdue_since(checked.last_check, self.now, self.running_since)
+            .is_some();
+        Ok((outcome, overdue))
     }
 
     fn iter(&self) -> impl Iterator<Item = Result<WatcherStatus, StoreError>> + '_ {
         self.watchers.iter().map(|w| self.of(w))
     }
 
-    fn of(&self, watcher: &Watcher) -> Result<WatcherStatus, StoreError> {
+    pub(crate) fn of(&self, watcher: &Watcher) -> Result<WatcherStatus, StoreError> {
         let now = self.now;
         let state = self.store.shown_state(&watcher.name)?;
         let next_run = if watcher
@@ -177,19 +296,27 @@ impl<'a> Statuses<'a> {
 impl Serialize for Statuses<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq, SerializeStruct};
-        struct Each<'s, 'a>(&'s Statuses<'a>);
+        use std::cell::RefCell;
+        /// The watchers, counted into the summary as they are written.
+        struct Each<'s, 'a>(&'s Statuses<'a>, &'s RefCell<Summary>);
         impl Serialize for Each<'_, '_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut seq = serializer.serialize_seq(Some(self.0.watchers.len()))?;
                 for status in self.0.iter() {
-                    seq.serialize_element(&status.map_err(S::Error::custom)?)?;
+                    let status = status.map_err(S::Error::custom)?;
+                    self.1
+                        .borrow_mut()
+                        .add(status.outcome(), status.overdue_since.is_some());
+                    seq.serialize_element(&status)?;
                 }
                 seq.end()
             }
         }
-        let mut report = serializer.serialize_struct("StatusReport", 2)?;
-        report.serialize_field("watchers", &Each(self))?;
+        let summary = RefCell::new(self.outbox_summary());
+        let mut report = serializer.serialize_struct("StatusReport", 3)?;
+        report.serialize_field("watchers", &Each(self, &summary))?;
         report.serialize_field("pending_deliveries", &self.pending_total)?;
+        report.serialize_field("summary", &*summary.borrow())?;
         report.end()
     }
 }
@@ -323,7 +450,7 @@ mod tests {
             last_check: Some(now - chrono::TimeDelta::hours(2)),
             consecutive_failures: 3,
             last_error: Some("fetch failed: HTTP 503".into()),
-            last_reason: Some(crate::reason::Reason::HttpStatus),
+            last_reason: Some(Reason::HttpStatus),
             ..Default::default()
         };
         store.commit("broken", &failed, &[]).await.unwrap();
@@ -353,6 +480,21 @@ mod tests {
             summary,
             "watching 2 pages, 1 failing, 0 deliveries queued, 1 overdue"
         );
+        let counts = Summary {
+            watchers: 2,
+            ok: 1,
+            failing: 1,
+            overdue: 1,
+            ..Summary::default()
+        };
+        assert_eq!(report.summary, counts);
+        // The daemon's answer, encoded as it is read, carries the same counts.
+        let configured = watchers();
+        let statuses = Statuses::read(&store, &configured, now, None).unwrap();
+        let streamed: StatusReport =
+            serde_json::from_slice(&serde_json::to_vec(&statuses).unwrap()).unwrap();
+        assert_eq!(streamed, report);
+        assert_eq!(statuses.summarize().unwrap(), counts);
 
         let text = render_status(&report);
         let lines: Vec<&str> = text.lines().collect();
@@ -398,6 +540,44 @@ mod tests {
         );
         let no_daemon = status(&store, &watchers(), later, None).unwrap();
         assert!(no_daemon.watchers.iter().all(|w| w.overdue_since.is_none()));
+    }
+
+    #[test]
+    fn history_draws_a_sparkline_of_each_numeric_field_over_its_table() {
+        let entry = |at: &str, price: &str, stock: serde_json::Value| HistoryEntry {
+            checked_at: at.parse().unwrap(),
+            kind: "changed".into(),
+            changed: vec!["price".into()],
+            event_id: None,
+            values: [
+                (
+                    "price".to_owned(),
+                    json!({"amount": price, "currency": "USD", "raw": price}),
+                ),
+                ("stock".to_owned(), stock),
+            ]
+            .into(),
+        };
+        let report = HistoryReport {
+            watcher: "w".into(),
+            entries: vec![
+                entry("2026-12-03T00:00:00Z", "12.00", json!("in_stock")),
+                entry("2026-12-02T00:00:00Z", "20.00", json!("in_stock")),
+                entry("2026-12-01T00:00:00Z", "10.00", json!("out_of_stock")),
+            ],
+        };
+        let text = render_history(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "price  ▁█▂  USD 10.00 -> USD 12.00 (low USD 10.00, high USD 20.00, 3 values)"
+        );
+        assert_eq!(lines[1], "", "{text}");
+        assert!(lines[2].starts_with("TIME"), "{text}");
+        assert!(
+            !text.contains("stock  "),
+            "a text field has no sparkline: {text}"
+        );
     }
 
     #[tokio::test]

@@ -63,6 +63,17 @@ pub(crate) struct ShownState {
     pub(crate) last_reason: Option<crate::reason::Reason>,
 }
 
+/// The times and reason of a watcher's last check, and nothing else of its state.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Checked {
+    #[serde(default)]
+    pub(crate) last_check: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) last_success: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) last_reason: Option<crate::reason::Reason>,
+}
+
 /// One recorded set of values: a baseline or a change. Unchanged checks add nothing, so the
 /// history reads as the values' own timeline rather than a log of every fetch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +106,20 @@ impl Store {
             Some(bytes) => Ok(serde_json::from_slice::<LastCheck>(&bytes)?.last_check),
             None => Ok(None),
         })
+    }
+
+    /// How the last check went, read without the values: what the dashboard counts and
+    /// filters 100,000 watchers by.
+    pub(crate) fn last_checked(&self, watcher: &str) -> Result<Checked, StoreError> {
+        self.with(|d| match d.state.get(watcher)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(Checked::default()),
+        })
+    }
+
+    /// How many entries `watcher`'s history holds.
+    pub(crate) fn history_len(&self, watcher: &str) -> Result<usize, StoreError> {
+        self.with(|d| Ok(d.history.scan_prefix(name_prefix(watcher)).keys().count()))
     }
 
     pub(crate) fn shown_state(&self, watcher: &str) -> Result<ShownState, StoreError> {

@@ -438,6 +438,8 @@ async fn healthz_names_the_part_that_is_down() {
         health: health.clone(),
         watchers: Default::default(),
         started: chrono::Utc::now(),
+        clock: Default::default(),
+        replay: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
