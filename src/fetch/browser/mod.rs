@@ -11,9 +11,11 @@
 //! The protocol is spoken by a small client of our own (`cdp`) rather than chromiumoxide:
 //! that crate's generated protocol types alone took 77 s of a 2 min 13 s debug build here,
 //! it brings a second reqwest, and its typed events fail to parse when a new Chromium adds an
-//! enum value.
+//! enum value. `devtools` drives the same client and process directly, for the dashboard's
+//! tests.
 
 mod cdp;
+pub mod devtools;
 mod intercept;
 mod process;
 mod render;

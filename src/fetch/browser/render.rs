@@ -562,7 +562,7 @@ fn crashed() -> FetchError {
     FetchError::Render("the page crashed (out of memory?)".into())
 }
 
-fn exception_text(exception: &Value) -> String {
+pub(super) fn exception_text(exception: &Value) -> String {
     exception["exception"]["description"]
         .as_str()
         .or_else(|| exception["text"].as_str())

@@ -5,6 +5,7 @@
 //! Without a browser on PATH each test says it was skipped, and passes; under `CI=true` a
 //! missing browser fails it.
 
+mod devtools;
 mod hostile;
 mod lifecycle;
 mod render;
