@@ -1,6 +1,8 @@
 //! The admin endpoint on `daemon.admin_listen`: `/healthz` for load balancers and monitors,
 //! `/metrics` for Prometheus.
 
+mod auth;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -80,6 +82,8 @@ pub struct AdminState {
     pub watchers: Arc<RwLock<Vec<Arc<Watcher>>>>,
     /// When the daemon started: watchers it has not checked yet have been due since then.
     pub started: DateTime<Utc>,
+    /// `[daemon] admin_token`: when set, every route but /healthz asks for it.
+    pub token: Option<crate::config::AdminToken>,
 }
 
 /// The /healthz body: each part "ok" or what is wrong with it.
@@ -92,10 +96,10 @@ struct HealthReport {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state)
+    // Open: load balancers and kubelets probe /healthz without credentials.
+    let open = Router::new().route("/healthz", get(healthz));
+    let guarded = Router::new().route("/metrics", get(metrics_text));
+    auth::guard(guarded, open, state.token.clone()).with_state(state)
 }
 
 /// Serve the admin endpoint on `listener` until `shutdown`.

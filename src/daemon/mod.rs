@@ -71,6 +71,7 @@ pub async fn run_on(
                 health: health.clone(),
                 watchers: live.clone(),
                 started,
+                token: config.admin_token.clone(),
             };
             Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
         }
@@ -260,6 +261,10 @@ async fn reload(
     if new.admin_listen != current.admin_listen {
         warn!("admin_listen changed; it takes effect at the next restart");
         new.admin_listen = current.admin_listen;
+    }
+    if new.admin_token != current.admin_token {
+        warn!("admin_token changed; it takes effect at the next restart");
+        new.admin_token = current.admin_token.clone();
     }
     if new.max_concurrency != current.max_concurrency {
         warn!("max_concurrency changed; it takes effect at the next restart");
