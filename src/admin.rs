@@ -3,6 +3,8 @@
 
 mod dashboard;
 
+mod auth;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -87,6 +89,8 @@ pub struct AdminState {
     pub clock: Clock,
     /// How the dashboard tells a person to replay an event.
     pub replay: Replay,
+    /// `[daemon] admin_token`: when set, every route but /healthz asks for it.
+    pub token: Option<crate::config::AdminToken>,
 }
 
 pub use dashboard::Replay;
@@ -101,11 +105,12 @@ struct HealthReport {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    // Open: load balancers and kubelets probe /healthz without credentials.
+    let open = Router::new().route("/healthz", get(healthz));
+    let guarded = Router::new()
         .route("/metrics", get(metrics_text))
-        .merge(dashboard::routes())
-        .with_state(state)
+        .merge(dashboard::routes());
+    auth::guard(guarded, open, state.token.clone()).with_state(state)
 }
 
 /// Serve the admin endpoint on `listener` until `shutdown`.

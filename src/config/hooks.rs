@@ -1,16 +1,17 @@
-//! `[webhooks.NAME]`: the endpoint, its defaults, and where its secrets are read from (inline,
-//! an env var, a file, or a systemd credential).
+//! `[webhooks.NAME]`: the endpoint, its defaults, and its secrets (read where `secret` says,
+//! see `config/secret`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::secret::{Kept, Keys, Sources};
 use super::{OneOrMany, Validator};
 use crate::redact::SensitiveUrl;
 use crate::sign::Secret;
@@ -27,6 +28,16 @@ pub(crate) const DEFAULT_RETRY: [Duration; 7] = [
 pub(crate) const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_WEBHOOK_CONCURRENCY: usize = 4;
 const MAX_WEBHOOK_CONCURRENCY: usize = 256;
+
+/// Where a webhook's secrets are kept. Every one begins `whsec_`, which tells a secret
+/// misplaced under a key that should only name where it is kept.
+const KEYS: Keys = Keys {
+    inline: "secret",
+    env: "secret_env",
+    file: "secret_file",
+    credential: "secret_credential",
+    prefix: Some(crate::sign::SECRET_PREFIX),
+};
 
 /// One receiving endpoint.
 #[derive(Clone, PartialEq)]
@@ -138,69 +149,27 @@ impl Validator<'_> {
         span: Range<usize>,
         raw: &RawWebhook,
     ) -> Option<Vec<Secret>> {
-        let sources = [
-            raw.secret.is_some(),
-            raw.secret_env.is_some(),
-            raw.secret_file.is_some(),
-            raw.secret_credential.is_some(),
-        ];
-        let (texts, at): (Vec<String>, Range<usize>) = match sources.iter().filter(|s| **s).count()
-        {
-            0 => {
+        let sources = Sources {
+            inline: raw.secret.as_ref(),
+            env: raw.secret_env.as_ref(),
+            file: raw.secret_file.as_ref(),
+            credential: raw.secret_credential.as_ref(),
+        };
+        let owner = format!("webhook `{hook}`");
+        let (texts, at) = match self.kept(&owner, span.clone(), &KEYS, &sources) {
+            Kept::Unset => {
                 self.error(
                     span,
-                    format!("webhook `{hook}` needs a secret: set secret, secret_env, secret_file or secret_credential (`pagehook secret` makes one)"),
+                    format!(
+                        "{owner} needs a secret: set {}, {}, {} or {} (`pagehook secret` makes one)",
+                        KEYS.inline, KEYS.env, KEYS.file, KEYS.credential
+                    ),
                 );
                 return None;
             }
-            1 => {
-                if let Some(s) = &raw.secret {
-                    (s.get_ref().clone().into_vec(), s.span())
-                } else if let Some(var) = &raw.secret_env {
-                    if self.names_a_secret("secret_env", var.get_ref(), var.span()) {
-                        return None;
-                    }
-                    match self.env.var(var.get_ref()) {
-                        Some(value) => (split_secrets(&value), var.span()),
-                        None => {
-                            let msg =
-                                format!("environment variable `{}` is not set", var.get_ref());
-                            self.error(var.span(), msg);
-                            return None;
-                        }
-                    }
-                } else if let Some(name) = &raw.secret_credential {
-                    if self.names_a_secret("secret_credential", name.get_ref(), name.span()) {
-                        return None;
-                    }
-                    match self.credential(name) {
-                        Some(value) => (split_secrets(&value), name.span()),
-                        None => return None,
-                    }
-                } else {
-                    let file = raw.secret_file.as_ref().expect("counted above");
-                    let named = file.get_ref().to_string_lossy();
-                    if self.names_a_secret("secret_file", &named, file.span()) {
-                        return None;
-                    }
-                    let path = self.beside_config(file.get_ref());
-                    match std::fs::read_to_string(&path) {
-                        Ok(value) => (split_secrets(&value), file.span()),
-                        Err(err) => {
-                            let msg = format!("cannot read secret_file {}: {err}", path.display());
-                            self.error(file.span(), msg);
-                            return None;
-                        }
-                    }
-                }
-            }
-            _ => {
-                self.error(
-                    span,
-                    format!("webhook `{hook}`: set only one of secret, secret_env, secret_file and secret_credential"),
-                );
-                return None;
-            }
+            Kept::Invalid => return None,
+            Kept::Inline(list, at) => (list.clone().into_vec(), at),
+            Kept::Read(text, at) => (split_secrets(&text), at),
         };
         if texts.is_empty() {
             self.error(at, "the secret is empty");
@@ -221,49 +190,6 @@ impl Validator<'_> {
             }
         }
         (secrets.len() == texts.len()).then_some(secrets)
-    }
-
-    /// `secret_env`, `secret_file` and `secret_credential` name where the secret is kept; the
-    /// secret itself in their place is a slip worth naming (and never echoing).
-    pub(super) fn names_a_secret(&mut self, key: &str, value: &str, span: Range<usize>) -> bool {
-        if !value.trim().starts_with(crate::sign::SECRET_PREFIX) {
-            return false;
-        }
-        let msg = format!(
-            "`{key}` names where the secret is kept, and this is the secret itself: move it to `secret`, or keep it elsewhere and name that"
-        );
-        self.error(span, msg);
-        true
-    }
-
-    /// A secret handed over by systemd's `LoadCredential=`: the file `name` in
-    /// `$CREDENTIALS_DIRECTORY`, readable only by the service, never in the unit or the config.
-    /// Outside the service (`pagehook check` or `status` from a shell) that variable is unset and
-    /// the file `name` beside the config is read instead: where the shipped unit loads it from.
-    pub(super) fn credential(&mut self, name: &Spanned<String>) -> Option<String> {
-        let plain = !name.get_ref().is_empty()
-            && !name.get_ref().contains('/')
-            && !name.get_ref().starts_with('.');
-        if !plain {
-            let msg = format!(
-                "invalid credential name `{}`: a file name, as in LoadCredential=NAME:PATH",
-                name.get_ref()
-            );
-            self.error(name.span(), msg);
-            return None;
-        }
-        let path = match self.env.var("CREDENTIALS_DIRECTORY") {
-            Some(dir) => Path::new(&dir).join(name.get_ref()),
-            None => self.beside_config(Path::new(name.get_ref())),
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                let msg = format!("cannot read credential {}: {err}", path.display());
-                self.error(name.span(), msg);
-                None
-            }
-        }
     }
 }
 

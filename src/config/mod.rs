@@ -2,9 +2,9 @@
 //! types every other part reads. Nothing after load handles an unparsed string.
 //!
 //! This file loads the file and validates the top level; each section has its own file:
-//! `watcher`, `field`, `hooks`, `http`, `browser`, with `diagnostic` for what is reported,
-//! `values` for the value types keys share and `chunks` for reading the file a watcher at a
-//! time.
+//! `watcher`, `field`, `hooks`, `http`, `browser`, `admin` (the admin endpoint's keys), with
+//! `diagnostic` for what is reported, `values` for the value types keys share, `secret` for
+//! reading a secret wherever it is kept and `chunks` for reading the file a watcher at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -19,11 +19,10 @@ pub(crate) const DEFAULT_SCHEDULE: &str = "every 15m";
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_STATE_DIR: &str = "pagehook-state";
-/// Overrides `[daemon] admin_listen`.
-const ADMIN_LISTEN_VAR: &str = "PAGEHOOK_ADMIN_LISTEN";
 /// Recorded values kept per watcher: years of daily changes, yet a bounded store.
 pub(crate) const DEFAULT_HISTORY_LIMIT: usize = 1000;
 
+mod admin;
 mod browser;
 mod chunks;
 mod cluster;
@@ -32,9 +31,11 @@ mod diagnostic;
 mod field;
 mod hooks;
 mod http;
+mod secret;
 mod values;
 mod watcher;
 
+pub use admin::AdminToken;
 pub use cluster::{Cluster, Node, ShardBy, shard_of};
 pub(crate) use diagnostic::{ConfigError, Diagnostic};
 pub use hooks::Webhook;
@@ -52,6 +53,8 @@ pub struct Config {
     pub(crate) state_dir: PathBuf,
     /// Where /healthz and /metrics are served; None turns the admin endpoint off.
     pub(crate) admin_listen: Option<std::net::SocketAddr>,
+    /// What the admin endpoint asks for, but on /healthz; None leaves it open.
+    pub(crate) admin_token: Option<AdminToken>,
     pub webhooks: BTreeMap<String, Arc<Webhook>>,
     pub watchers: Vec<Arc<Watcher>>,
     /// Page requests in flight at once (`daemon.max_concurrency`).
@@ -203,8 +206,7 @@ impl<'a> RawWatchers<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default)]
-    daemon: RawDaemon,
+    daemon: Option<Spanned<RawDaemon>>,
     defaults: Option<Spanned<RawWatcher>>,
     #[serde(default)]
     webhooks: BTreeMap<Spanned<String>, Spanned<RawWebhook>>,
@@ -221,6 +223,10 @@ struct RawConfig {
 struct RawDaemon {
     state_dir: Option<PathBuf>,
     admin_listen: Option<Spanned<String>>,
+    admin_token: Option<Spanned<String>>,
+    admin_token_env: Option<Spanned<String>>,
+    admin_token_file: Option<Spanned<PathBuf>>,
+    admin_token_credential: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
 }
 
@@ -262,17 +268,11 @@ impl Validator<'_> {
         raw_watchers: RawWatchers<'_>,
         node: Node<'_>,
     ) -> Option<Config> {
-        let state_dir = resolve_state_dir(raw.daemon.state_dir, self.file, self.env);
-
-        // Shards on one host share the file, not a port: the environment names each one's.
-        let admin_listen = match self.env.var(ADMIN_LISTEN_VAR).filter(|a| !a.is_empty()) {
-            Some(addr) => self.admin_listen(&Spanned::new(0..0, addr), ADMIN_LISTEN_VAR),
-            None => raw
-                .daemon
-                .admin_listen
-                .as_ref()
-                .and_then(|a| self.admin_listen(a, "admin_listen")),
-        };
+        let (daemon_span, daemon) = raw
+            .daemon
+            .map_or((0..0, RawDaemon::default()), |d| (d.span(), d.into_inner()));
+        let (admin_listen, admin_token) = self.admin(daemon_span, &daemon);
+        let state_dir = resolve_state_dir(daemon.state_dir, self.file, self.env);
 
         // Watchers are checked against every declared webhook, valid or not, so one bad
         // webhook is reported once, not again at each watcher that uses it.
@@ -301,7 +301,7 @@ impl Validator<'_> {
             None => RawWatcher::default(),
         };
 
-        let max_concurrency = self.max_concurrency(raw.daemon.max_concurrency.as_ref());
+        let max_concurrency = self.max_concurrency(daemon.max_concurrency.as_ref());
         let pool = raw.proxies.and_then(|p| self.proxies(p));
         let cluster = self.cluster(raw.cluster, node);
         let watchers_in_file = raw_watchers.len();
@@ -363,6 +363,7 @@ impl Validator<'_> {
         Some(Config {
             state_dir,
             admin_listen,
+            admin_token,
             webhooks,
             watchers,
             max_concurrency,
@@ -383,29 +384,6 @@ impl Validator<'_> {
             );
         }
         ok
-    }
-
-    fn admin_listen(&mut self, raw: &Spanned<String>, key: &str) -> Option<std::net::SocketAddr> {
-        match raw.get_ref().parse::<std::net::SocketAddr>() {
-            Ok(addr) => {
-                if !addr.ip().is_loopback() {
-                    // /metrics names every watcher and endpoint; not for the open internet.
-                    let msg = format!(
-                        "{key} {addr} is not a loopback address: /healthz and /metrics will be reachable from other hosts"
-                    );
-                    self.warn(raw.span(), msg);
-                }
-                Some(addr)
-            }
-            Err(_) => {
-                let msg = format!(
-                    "invalid {key} `{}`: write IP:PORT, e.g. \"127.0.0.1:9480\"",
-                    raw.get_ref()
-                );
-                self.error(raw.span(), msg);
-                None
-            }
-        }
     }
 
     fn beside_config(&self, path: &Path) -> PathBuf {
@@ -438,7 +416,8 @@ pub fn state_dir(path: &Path, env: &dyn Environment) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     let cut = chunks::cut(&text)?;
     let raw: RawConfig = toml::from_str(&cut.rest).ok()?;
-    Some(resolve_state_dir(raw.daemon.state_dir, path, env))
+    let state_dir = raw.daemon.and_then(|d| d.into_inner().state_dir);
+    Some(resolve_state_dir(state_dir, path, env))
 }
 
 /// Helpers for tests that build configs from text.
@@ -575,18 +554,23 @@ mod tests {
         assert_eq!(own.config.watchers[0].history_limit, 0);
         assert_eq!(own.config.admin_listen, None, "off unless set");
 
-        let open = parse_text(&format!(
+        // Beyond loopback only with a token (see config/admin for the token's own tests).
+        let errs = errors(&format!(
             "[daemon]\nadmin_listen = \"0.0.0.0:9480\"\n{}",
+            watcher("")
+        ));
+        assert_errors(
+            &errs,
+            &[
+                "watchers.toml:2:16: admin_listen 0.0.0.0:9480 is not a loopback address: set admin_token (or admin_token_env, admin_token_file, admin_token_credential)",
+            ],
+        );
+        let guarded = parse_text(&format!(
+            "[daemon]\nadmin_listen = \"0.0.0.0:9480\"\nadmin_token = \"0123456789abcdef\"\n{}",
             watcher("")
         ))
         .unwrap();
-        assert!(
-            open.warnings[0].to_string().starts_with(
-                "watchers.toml:2:16: admin_listen 0.0.0.0:9480 is not a loopback address"
-            ),
-            "{:?}",
-            open.warnings
-        );
+        assert!(guarded.warnings.is_empty(), "{:?}", guarded.warnings);
         let env = FakeEnv(
             [
                 ("PAGEHOOK_SECRET", SECRET),

@@ -78,6 +78,7 @@ pub async fn run_on(
                         .then(|| config.cluster.node.clone().ok())
                         .flatten(),
                 ),
+                token: config.admin_token.clone(),
             };
             Some(tokio::spawn(admin::serve(listener, state, stop.clone())))
         }
@@ -267,6 +268,10 @@ async fn reload(
     if new.admin_listen != current.admin_listen {
         warn!("admin_listen changed; it takes effect at the next restart");
         new.admin_listen = current.admin_listen;
+    }
+    if new.admin_token != current.admin_token {
+        warn!("admin_token changed; it takes effect at the next restart");
+        new.admin_token = current.admin_token.clone();
     }
     if new.max_concurrency != current.max_concurrency {
         warn!("max_concurrency changed; it takes effect at the next restart");

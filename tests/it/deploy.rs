@@ -204,8 +204,11 @@ fn the_container_reads_the_configmap_and_the_secret() {
 
     let hooks = k.config["webhooks"].as_table().unwrap();
     assert!(!hooks.is_empty());
-    for hook in hooks.values() {
-        let var = hook["secret_env"].as_str().expect("secret_env");
+    let vars = hooks
+        .values()
+        .map(|hook| hook["secret_env"].as_str().expect("secret_env"))
+        .chain([k.daemon("admin_token_env")]);
+    for var in vars {
         let from = &named(env, "name", var)["valueFrom"]["secretKeyRef"];
         let secret = k.one("Secret");
         assert_eq!(from["name"], secret["metadata"]["name"]);
@@ -287,30 +290,39 @@ fn the_pod_is_sandboxed_like_the_systemd_unit() {
 }
 
 #[tokio::test]
-async fn the_shipped_config_checks_on_a_shard_and_the_placeholder_secret_does_not() {
+async fn the_shipped_config_checks_on_a_shard_and_the_placeholder_secrets_do_not() {
     let k = Kubernetes::load();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("watchers.toml");
     std::fs::write(&config, read("deploy/kubernetes/watchers.toml")).unwrap();
-    let check = |secret: &str| {
+    let check = |secret: &str, token: &str| {
         let mut command = tokio::process::Command::new(binary());
         command
             .args(["--shard", "2", "check", "-c"])
             .arg(&config)
             .env_remove("PAGEHOOK_CONFIG")
             .env_remove("PAGEHOOK_SHARD")
-            .env("PAGEHOOK_SECRET", secret);
+            .env_remove("PAGEHOOK_ADMIN_LISTEN")
+            .env("PAGEHOOK_SECRET", secret)
+            .env("PAGEHOOK_ADMIN_TOKEN", token);
         async move { Output::from(command.output().await.unwrap()) }
     };
-    let out = check(SECRET).await;
+    let token = "0123456789abcdef0123456789abcdef";
+    let out = check(SECRET, token).await;
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("warning"), "{out:?}");
 
-    // Applied as shipped, the shards stop at their config: they never sign with a known secret.
+    // Applied as shipped, the shards stop at their config: they never sign with a known secret,
+    // nor serve /metrics to anyone.
     let secret = k.one("Secret");
     let placeholder = text(&secret["stringData"]["webhook-secret"]);
-    let out = check(placeholder).await;
+    let out = check(placeholder, token).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("secret must start with"), "{out:?}");
+    let placeholder = text(&secret["stringData"]["admin-token"]);
+    let out = check(SECRET, placeholder).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("the admin token is empty"), "{out:?}");
 }
 
 /// A unit file's settings by section and key, each key's values in order.

@@ -333,9 +333,11 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
         + "failure_threshold = 1000\n";
     let setup = Setup::new(&receiver, r#"["200ms"]"#, &watchers);
     let admin = format!("127.0.0.1:{}", free_port());
+    // The daemon hands its admin endpoint the token: /metrics asks for it, /healthz does not.
+    let token = "3c9d0e7f1a2b4c5d6e7f8091";
     let text = std::fs::read_to_string(setup.config()).unwrap().replace(
         "[daemon]\n",
-        &format!("[daemon]\nadmin_listen = \"{admin}\"\n"),
+        &format!("[daemon]\nadmin_listen = \"{admin}\"\nadmin_token = \"{token}\"\n"),
     );
     std::fs::write(setup.config(), text).unwrap();
 
@@ -356,9 +358,16 @@ async fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     })
     .await;
     let client = reqwest::Client::new();
+    let unauthorized = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
     let scrape = || async {
         let response = client
             .get(format!("http://{admin}/metrics"))
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
@@ -440,6 +449,7 @@ async fn healthz_names_the_part_that_is_down() {
         started: chrono::Utc::now(),
         clock: Default::default(),
         replay: Default::default(),
+        token: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
