@@ -382,10 +382,13 @@ pub async fn run(
     let products = shop.products.lock().expect("shop lock").clone();
     // A free port, named in the config: the daemon binds it again at once.
     let admin = bind().await?.local_addr()?;
-    let text = config_text(
+    let ends = Ends {
+        shop: shop_addr,
+        receiver: &receiver_url,
         admin,
-        shop_addr,
-        &receiver_url,
+    };
+    let text = config_text(
+        &ends,
         &secret,
         &dir.path().join("state"),
         &products,
@@ -459,14 +462,20 @@ async fn bind() -> anyhow::Result<TcpListener> {
         .context("cannot listen on a loopback port")
 }
 
+/// Where the demo's parts listen.
+struct Ends<'a> {
+    shop: SocketAddr,
+    receiver: &'a str,
+    /// The dashboard.
+    admin: SocketAddr,
+}
+
 /// The watchers.toml the demo runs: one watcher per product, each tracking the title, the price
 /// and the stock badge, as a user would write it for a real shop.
 /// The secret is written inline: the file sits in a directory only this user can read, removed
 /// on exit.
 fn config_text(
-    admin: SocketAddr,
-    shop: SocketAddr,
-    receiver_url: &str,
+    ends: &Ends<'_>,
     secret: &Secret,
     state_dir: &Path,
     products: &[Product],
@@ -494,7 +503,8 @@ retry = ["1s", "2s", "5s"]
         state_dir = quoted(&state_dir.display().to_string()),
         schedule = quoted(schedule),
         timeout = humantime::format_duration(timeout),
-        receiver_url = quoted(receiver_url),
+        admin = ends.admin,
+        receiver_url = quoted(ends.receiver),
         secret = quoted(&secret.to_whsec()),
     );
     for product in products {
@@ -507,6 +517,7 @@ fields.title = {{ css = "h1.product-title" }}
 fields.price = {{ type = "price" }}
 fields.stock = {{ css = "div.buy-box .stock-badge" }}
 "#,
+            shop = ends.shop,
             slug = product.slug,
         ));
     }
@@ -547,10 +558,13 @@ mod tests {
         let products = catalogue();
         let secret = Secret::from_bytes(vec![1; 32]);
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let ends = Ends {
+            shop: addr,
+            receiver: "http://127.0.0.1:4001/hooks/pagehook",
+            admin: "127.0.0.1:9480".parse().unwrap(),
+        };
         let text = config_text(
-            "127.0.0.1:9480".parse().unwrap(),
-            addr,
-            "http://127.0.0.1:4001/hooks/pagehook",
+            &ends,
             &secret,
             &dir.path().join("state dir \"quoted\""),
             &products,

@@ -543,6 +543,21 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_is_ok_failing_blocked_or_never() {
+        let at: DateTime<Utc> = "2026-11-27T06:00:00Z".parse().unwrap();
+        let before = at - chrono::TimeDelta::hours(1);
+        assert_eq!(Outcome::of(None, None, None), Outcome::Never);
+        assert_eq!(Outcome::of(Some(at), Some(at), None), Outcome::Ok);
+        let blocked = Outcome::of(Some(at), Some(before), Some(Reason::Blocked));
+        assert_eq!(blocked, Outcome::Blocked);
+        let failing = Outcome::of(Some(at), None, Some(Reason::Timeout));
+        assert_eq!(failing, Outcome::Failing);
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
+        }
+    }
+
+    #[test]
     fn history_draws_a_sparkline_of_each_numeric_field_over_its_table() {
         let entry = |at: &str, price: &str, stock: serde_json::Value| HistoryEntry {
             checked_at: at.parse().unwrap(),

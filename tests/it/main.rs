@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod crash;
 mod daemon;
+mod dashboard;
 mod delivery;
 mod demo;
 mod deploy;

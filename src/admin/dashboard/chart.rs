@@ -177,6 +177,13 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
         r = range.word(),
     );
     let (values, decimals) = ticks(low, high, 5);
+    // Labels as precise as the recorded values: USD 12.00 beside USD 12.50, not USD 12.
+    let recorded = points
+        .iter()
+        .map(|p| p.text.split_once('.').map_or(0, |(_, f)| f.len()))
+        .max()
+        .unwrap_or(0);
+    let decimals = decimals.max(recorded.min(6));
     for v in values {
         let at = y(v);
         let _ = write!(

@@ -111,24 +111,26 @@ pub(super) fn table(out: &mut String, fates: &[&Fate], replay: &Replay, now: Dat
         );
         time(out, Some(d.created_at), now);
         let _ = write!(out, r#"</td><td class="num">{}</td><td>"#, d.attempts);
-        match fate {
+        // A dead letter's reason says why it died and quotes the last error; a pending
+        // delivery has only the error.
+        let error = match fate {
             Fate::Pending(_) => {
                 out.push_str(r#"<span class="badge pending">pending</span> next "#);
                 time(out, Some(d.next_attempt), now);
+                d.last_error().unwrap_or("")
             }
             Fate::Dead {
                 died_at, reason, ..
             } => {
                 out.push_str(r#"<span class="badge dead">dead</span> "#);
                 time(out, Some(*died_at), now);
-                let _ = write!(out, r#"<div class="why">{}</div>"#, esc(reason));
+                reason
             }
-        }
-        let error = d.last_error().unwrap_or("");
+        };
         let _ = write!(
             out,
             r#"</td><td class="why" title="{e}">{}</td><td>"#,
-            esc(&clip(error, 160)),
+            esc(&clip(error, 240)),
             e = esc(error)
         );
         command(out, &replay.event(&d.event_id));

@@ -71,10 +71,10 @@ pub(super) fn values_list(out: &mut String, values: &crate::extract::Values, cha
         let text = value_text(value);
         let _ = write!(
             out,
-            r#"<div{class}><dt>{}</dt><dd title="{}">{}</dd></div>"#,
-            esc(name),
-            esc(&text),
-            esc(&clip(&text, CELL_CHARS))
+            r#"<div{class} data-field="{n}"><dt>{n}</dt><dd title="{t}">{c}</dd></div>"#,
+            n = esc(name),
+            t = esc(&text),
+            c = esc(&clip(&text, CELL_CHARS)),
         );
     }
     out.push_str("</dl>");

@@ -221,3 +221,62 @@ pub(super) fn render(
     }
     page(&view.name, Section::Watchers, now, &out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HistoryEntry;
+    use chrono::TimeDelta;
+    use serde_json::json;
+
+    fn view(entries: usize, total: usize, now: DateTime<Utc>) -> WatcherView {
+        let history = (0..entries)
+            .map(|i| HistoryEntry {
+                checked_at: now - TimeDelta::minutes(10 * i as i64),
+                kind: "changed".into(),
+                changed: vec!["price".into()],
+                event_id: Some(format!("evt_{i}")),
+                values: [
+                    (
+                        "price".to_owned(),
+                        json!({"amount": format!("{}.99", 10 + i % 7), "currency": "USD"}),
+                    ),
+                    ("title".to_owned(), json!("<script>alert(1)</script>")),
+                ]
+                .into(),
+            })
+            .collect();
+        WatcherView {
+            name: "w".into(),
+            status: None,
+            history,
+            history_total: total,
+            fates: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_long_history_renders_bounded_and_says_what_it_left_out() {
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let page = render(
+            &view(HISTORY_READ, 100_000, now),
+            Range::All,
+            &Replay::default(),
+            now,
+        );
+        assert!(page.len() < 1 << 20, "{} bytes", page.len());
+        assert_eq!(
+            page.matches("<circle").count(),
+            1_000,
+            "the newest changes marked"
+        );
+        assert!(page.contains("The newest 1000 of 2000 changes in this range are marked."));
+        assert!(page.contains(
+            "The newest 200 of 100,000 entries are listed; the charts show the newest 2,000."
+        ));
+        assert_eq!(page.matches("<tr data-at=").count(), TABLE_ROWS);
+        assert!(!page.contains("<script>alert"), "values are escaped");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("This watcher is no longer in the config"));
+    }
+}

@@ -294,7 +294,7 @@ fn live_processes(group: u32) -> Vec<(u32, char, String)> {
 }
 
 /// Wait (up to 10 s) until no process of `group` runs any more.
-async fn assert_gone(group: u32) {
+pub(crate) async fn assert_gone(group: u32) {
     wait_for_exits(
         group,
         || live_processes(group).is_empty(),
