@@ -39,9 +39,10 @@ struct Running {
     _receiver: Receiver,
 }
 
-/// Four watchers: `widget`, with a week of prices, changes once more when the daemon checks
-/// it; `import`, whose currency and stock kind changed mid-history; `hostile`, whose title
-/// is markup; `gone`, which answers 503.
+/// Five watchers: `widget`, with a week of prices, changes once more when the daemon checks
+/// it; `import`, whose currency and title kind changed mid-history; `hostile`, whose title
+/// is markup; `trap`, whose price text is a script (so its error quotes one); `gone`, which
+/// answers 503.
 async fn start(now: DateTime<Utc>) -> Running {
     let (shop, receiver) = (Shop::start().await, Receiver::start().await);
     shop.set("/widget", product("Widget", "$12.50", 5));
@@ -53,6 +54,10 @@ async fn start(now: DateTime<Utc>) -> Running {
             1,
         ),
     );
+    shop.set(
+        "/trap",
+        product("Trap", "&lt;script&gt;window.pwned = 3&lt;/script&gt;", 1),
+    );
     shop.set("/gone", product("Gone", "$1.00", 1));
     shop.set_status("/gone", 503);
     let admin = format!("127.0.0.1:{}", free_port());
@@ -63,6 +68,7 @@ async fn start(now: DateTime<Utc>) -> Running {
             "widget" => "2h",
             "hostile" => "1h",
             "gone" => "3h",
+            "trap" => "4h",
             _ => "24h",
         };
         format!(
@@ -71,11 +77,12 @@ async fn start(now: DateTime<Utc>) -> Running {
         )
     };
     let watchers = format!(
-        "[webhooks.down]\nurl = \"http://127.0.0.1:{}/hooks\"\nsecret = \"{SECRET}\"\nretry = []\n\n{}{}{}{}\n",
+        "[webhooks.down]\nurl = \"http://127.0.0.1:{}/hooks\"\nsecret = \"{SECRET}\"\nretry = []\n\n{}{}{}{}{}\n",
         free_port(),
         watcher("widget", "/widget"),
         watcher("import", "/widget"),
         watcher("hostile", "/hostile"),
+        watcher("trap", "/trap"),
         watcher("gone", "/gone"),
     );
     let setup = Setup::new(&receiver, "[]", &watchers);
@@ -210,7 +217,7 @@ async fn the_dashboard_shows_what_the_daemon_recorded_in_a_real_browser() {
     let run = start(started).await;
     // The daemon checks the due watchers at once. Widget's new price goes to both webhooks,
     // and the one that is down makes it a dead letter at once (no retries).
-    wait_for_page(&run.admin, "/", r#"id="count-failing">1<"#).await;
+    wait_for_page(&run.admin, "/", r#"id="count-failing">2<"#).await;
     let day = |n: i64| started - TimeDelta::days(n);
     let dead = wait_for_page(&run.admin, "/deliveries", "badge dead").await;
     let (code, headers, overview) = get(&format!("{}/", run.admin)).await;
@@ -229,6 +236,10 @@ async fn the_dashboard_shows_what_the_daemon_recorded_in_a_real_browser() {
     // Without a script the filter is a form: the server lists what it admits.
     let (_, _, failing) = get(&format!("{}/?outcome=failing", run.admin)).await;
     assert!(failing.contains(r#"data-name="gone""#) && !failing.contains(r#"data-name="widget""#));
+    assert!(
+        !failing.contains("<script>window"),
+        "an error quoting a page is escaped"
+    );
     let (_, _, named) = get(&format!("{}/?q=HOST", run.admin)).await;
     assert!(named.contains(r#"data-name="hostile""#) && !named.contains(r#"data-name="gone""#));
 
@@ -245,11 +256,12 @@ async fn the_dashboard_shows_what_the_daemon_recorded_in_a_real_browser() {
             ["widget", "ok"],
             ["import", "ok"],
             ["hostile", "ok"],
+            ["trap", "failing"],
             ["gone", "failing"]
         ])
     );
     let count = |id: &str| format!("document.getElementById('count-{id}').textContent");
-    assert_eq!(eval(&tab, &count("watchers")).await, "4");
+    assert_eq!(eval(&tab, &count("watchers")).await, "5");
     assert_eq!(
         eval(&tab, &count("dead")).await,
         "1",
@@ -272,6 +284,17 @@ async fn the_dashboard_shows_what_the_daemon_recorded_in_a_real_browser() {
         r#"<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">"#,
         "the page's markup is shown as text"
     );
+    let trap = eval(
+        &tab,
+        "document.querySelector('tr[data-name=trap] .why').textContent",
+    )
+    .await;
+    assert!(
+        trap.as_str()
+            .unwrap()
+            .contains("<script>window.pwned = 3</script>"),
+        "the error quotes the page's text, as text: {trap}"
+    );
     assert_eq!(eval(&tab, "typeof window.pwned").await, "undefined");
     tab.screenshot(&shots.join("overview.png")).await.unwrap();
     tab.type_into("#filter-text", "HOS").await.unwrap();
@@ -284,7 +307,7 @@ async fn the_dashboard_shows_what_the_daemon_recorded_in_a_real_browser() {
             .await
             .as_str()
             .unwrap()
-            .starts_with("1 of 4 on this page")
+            .starts_with("1 of 5 on this page")
     );
     assert_eq!(tab.problems(), Vec::<String>::new());
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::html::{Section, clip, count, esc, page, time};
+use super::html::{Section, TITLE_CHARS, clip, count, esc, page, time};
 use crate::ops::{Deliveries, Fate};
 
 /// Rows of each table; the counts above them are of all.
@@ -131,7 +131,7 @@ pub(super) fn table(out: &mut String, fates: &[&Fate], replay: &Replay, now: Dat
             out,
             r#"</td><td class="why" title="{e}">{}</td><td>"#,
             esc(&clip(error, 240)),
-            e = esc(error)
+            e = esc(&clip(error, TITLE_CHARS))
         );
         command(out, &replay.event(&d.event_id));
         out.push_str("</td></tr>");

@@ -30,8 +30,11 @@ impl Display for Esc<'_> {
     }
 }
 
-/// Characters of one value shown in a table cell; the whole value is in its title.
+/// Characters of one value shown in a table cell; more of it is in its title.
 pub(super) const CELL_CHARS: usize = 80;
+/// Characters of a value or an error in a title: a page's text can be megabytes, and the
+/// page that shows it must stay small.
+pub(super) const TITLE_CHARS: usize = 1_000;
 
 /// `text` cut to `max` characters, with an ellipsis when cut.
 pub(super) fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -73,7 +76,7 @@ pub(super) fn values_list(out: &mut String, values: &crate::extract::Values, cha
             out,
             r#"<div{class} data-field="{n}"><dt>{n}</dt><dd title="{t}">{c}</dd></div>"#,
             n = esc(name),
-            t = esc(&text),
+            t = esc(&clip(&text, TITLE_CHARS)),
             c = esc(&clip(&text, CELL_CHARS)),
         );
     }

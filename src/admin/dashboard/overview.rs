@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::html::{Section, count, esc, page, query_value, relative, time, values_list};
+use super::html::{
+    Section, TITLE_CHARS, clip, count, esc, page, query_value, relative, time, values_list,
+};
 use crate::ops::{Filter, Outcome, Overview, Summary, WatcherStatus};
 
 /// Rows on one page of the overview.
@@ -134,7 +136,7 @@ fn row(out: &mut String, w: &WatcherStatus, now: DateTime<Utc>) {
         r#"<tr data-name="{name}" data-url="{url}" data-outcome="{o}"><td class="name"><a href="/watchers/{name}">{name}</a><div class="url" title="{url}">{url_shown}</div></td><td><span class="badge {o}">{o}</span>"#,
         name = esc(&w.name),
         url = esc(&w.url),
-        url_shown = esc(&super::html::clip(&w.url, 60)),
+        url_shown = esc(&clip(&w.url, 60)),
         o = outcome.as_str(),
     );
     if matches!(outcome, Outcome::Failing | Outcome::Blocked) {
@@ -144,8 +146,8 @@ fn row(out: &mut String, w: &WatcherStatus, now: DateTime<Utc>) {
             out,
             r#" <span class="reason">{}</span><div class="why" title="{e}">{}</div>"#,
             esc(&reason),
-            esc(&super::html::clip(error, 120)),
-            e = esc(error),
+            esc(&clip(error, 120)),
+            e = esc(&clip(error, TITLE_CHARS)),
         );
     }
     out.push_str("</td><td>");
