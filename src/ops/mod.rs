@@ -26,6 +26,8 @@ pub(crate) use render::{render_deliveries, render_history, render_once};
 pub(crate) use render::{render_import, render_replayed, render_status};
 pub(crate) use report::{Deliveries, HistoryReport, Replayed, StatusReport, history, status};
 pub(crate) use report::{Outcome, Statuses, Summary, WatcherStatus};
+#[cfg(test)]
+pub(crate) use series::testing;
 pub(crate) use series::{Point, Series, series};
 pub(crate) use transfer::{ExportPage, ExportReader, Header, ImportReport, Record, Selection};
 

@@ -109,12 +109,12 @@ pub(crate) fn series(history: &[HistoryEntry]) -> (Vec<Series>, Skipped) {
     (all, Skipped { not_numbers })
 }
 
+/// Entries of history as tests write them.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use serde_json::json;
 
-    fn entry(at: &str, values: Value) -> HistoryEntry {
+    pub(crate) fn entry(at: &str, values: Value) -> HistoryEntry {
         HistoryEntry {
             checked_at: at.parse().unwrap(),
             kind: "changed".into(),
@@ -124,9 +124,17 @@ mod tests {
         }
     }
 
-    fn price(amount: &str, currency: &str) -> Value {
-        json!({"amount": amount, "currency": currency, "raw": amount})
+    /// A price as the price field records it.
+    pub(crate) fn price(amount: &str, currency: &str) -> Value {
+        serde_json::json!({"amount": amount, "currency": currency, "raw": amount})
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{entry, price};
+    use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_currency_change_splits_the_series_and_text_values_are_counted_as_skipped() {

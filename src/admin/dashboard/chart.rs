@@ -248,22 +248,8 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
 mod tests {
     use super::*;
     use crate::ops::series;
-    use crate::store::HistoryEntry;
-    use serde_json::{Value, json};
-
-    fn entry(at: &str, values: Value) -> HistoryEntry {
-        HistoryEntry {
-            checked_at: at.parse().unwrap(),
-            kind: "changed".into(),
-            changed: vec![],
-            event_id: None,
-            values: serde_json::from_value(values).unwrap(),
-        }
-    }
-
-    fn price(amount: &str, currency: &str) -> Value {
-        json!({"amount": amount, "currency": currency, "raw": amount})
-    }
+    use crate::ops::testing::{entry, price};
+    use serde_json::json;
 
     #[test]
     fn the_chart_is_a_step_line_with_each_change_marked() {
