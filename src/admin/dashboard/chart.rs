@@ -103,12 +103,13 @@ fn ticks(low: f64, high: f64, wanted: usize) -> (Vec<f64>, usize) {
             (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
         })
         .unwrap_or(6);
-    let mut out = Vec::new();
-    let mut tick = (low / step).ceil() * step;
-    while tick <= high + step * 1e-9 {
-        out.push(tick);
-        tick += step;
-    }
+    // Counted, not stepped: near 1e17 a small step added to a tick leaves it where it was.
+    let first = (low / step).ceil();
+    let out = (0..=wanted * 2 + 2)
+        .map(|i| (first + i as f64) * step)
+        .take_while(|tick| *tick <= high + step * 1e-9)
+        .filter(|tick| tick.is_finite())
+        .collect();
     (out, decimals)
 }
 
@@ -147,7 +148,8 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
     let (mut low, mut high) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
         (lo.min(p.value), hi.max(p.value))
     });
-    if high - low < f64::EPSILON * high.abs().max(1.0) {
+    // Values closer than a billionth of their size are one value: no axis could tell them apart.
+    if high - low <= 1e-9 * high.abs().max(low.abs()).max(1.0) {
         let pad = (high.abs() * 0.05).max(1.0);
         low -= pad;
         high += pad;
@@ -155,6 +157,10 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
         let pad = (high - low) * 0.08;
         low -= pad;
         high += pad;
+    }
+    if !(high - low).is_finite() {
+        // Values near f64's limits: no scale fits them on one axis.
+        return None;
     }
     let x = |at: DateTime<Utc>| {
         LEFT + (at - start).num_milliseconds() as f64 / span.num_milliseconds() as f64
@@ -311,5 +317,14 @@ mod tests {
         assert!(values.len() >= 3);
         let (values, decimals) = ticks(0.0, 9.0, 4);
         assert_eq!((values[1], decimals), (2.5, 1));
+        for (low, high) in [(1e17, 1e17 + 30.0), (-1e308, 1e308), (0.0, f64::MAX)] {
+            assert!(ticks(low, high, 5).0.len() <= 12, "{low}..{high}");
+        }
+        let extreme = vec![
+            entry("2026-12-03T00:00:00Z", json!({"n": -1e308})),
+            entry("2026-12-02T00:00:00Z", json!({"n": 1e308})),
+        ];
+        let now = "2026-12-04T00:00:00Z".parse().unwrap();
+        assert_eq!(svg(&series(&extreme).0[0], Range::All, now), None);
     }
 }
