@@ -5,7 +5,9 @@
 //! It writes a watchers.toml of N watchers, imports a state for each (most ok, some failing,
 //! some blocked, some never checked) and two histories, of 1,000 and 100,000 entries, with
 //! `pagehook import`, starts `pagehook run`, and for each page measures over a keep-alive
-//! connection the time to the first byte of the answer and to its last, and its size.
+//! connection the time to the first byte of the answer and to its last, and its size. Then it
+//! queues `PAGEHOOK_BENCH_OUTBOX` deliveries (default 100,000, of 1.5 KB each, due tomorrow:
+//! an endpoint that has been down a while) and measures again.
 
 mod support;
 
@@ -182,6 +184,50 @@ fn main() {
         n - 2 + 1_000 + long,
         started.elapsed().as_secs_f64()
     );
+    measure(&config, admin, n, long, "empty outbox");
+    let outbox: usize = std::env::var("PAGEHOOK_BENCH_OUTBOX").map_or(100_000, |v| {
+        v.parse().expect("PAGEHOOK_BENCH_OUTBOX: a number")
+    });
+    queue(&dir.path().join("state"), outbox);
+    measure(
+        &config,
+        admin,
+        n,
+        long,
+        &format!("{outbox} deliveries in the outbox"),
+    );
+}
+
+/// Queue `count` deliveries for the first watchers, 1,000 to each, due in a day.
+fn queue(state_dir: &Path, count: usize) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = pagehook::store::Store::open(state_dir).unwrap();
+        let now = Utc::now();
+        let payload = "x".repeat(1500);
+        for (w, start) in (0..count).step_by(1_000).enumerate() {
+            let watcher = format!("p{w:06}");
+            let state = store.watcher_state(&watcher).unwrap();
+            let deliveries: Vec<_> = (start..count.min(start + 1_000))
+                .map(|i| pagehook::store::Delivery {
+                    event_id: format!("evt_bench{i:08}"),
+                    webhook: "bench".into(),
+                    watcher: watcher.clone(),
+                    payload: payload.clone(),
+                    created_at: now - TimeDelta::minutes(30),
+                    attempts: 3,
+                    next_attempt: now + TimeDelta::days(1),
+                    history: Vec::new(),
+                })
+                .collect();
+            store.commit(&watcher, &state, &deliveries).await.unwrap();
+        }
+        store.flush().await.unwrap();
+    });
+}
+
+/// Run the daemon and time each page.
+fn measure(config: &Path, admin: SocketAddr, n: usize, long: usize, label: &str) {
     let mut daemon = Command::new(binary())
         .args(["-c".as_ref(), config.as_os_str(), "run".as_ref()])
         .env("RUST_LOG", "warn")
@@ -220,7 +266,7 @@ fn main() {
         ),
         ("deliveries".to_owned(), "/deliveries".to_owned()),
     ];
-    println!("dashboard of {n} watchers ({RUNS} runs each; median and slowest)");
+    println!("dashboard of {n} watchers, {label} ({RUNS} runs each; median and slowest)");
     println!(
         "{:<32} {:>10} {:>10} {:>10} {:>10}",
         "page", "TTFB ms", "slowest", "total ms", "KiB"
@@ -245,4 +291,5 @@ fn main() {
     }
     let _ = daemon.kill();
     let _ = daemon.wait();
+    println!();
 }

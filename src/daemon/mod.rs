@@ -72,8 +72,9 @@ pub async fn run_on(
                 watchers: live.clone(),
                 started,
                 clock: clock.clone(),
+                // Absolute, so the command works from any directory.
                 replay: admin::Replay::new(
-                    &path,
+                    &std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()),
                     (config.cluster.shards > 1)
                         .then(|| config.cluster.node.clone().ok())
                         .flatten(),

@@ -8,7 +8,12 @@ use chrono::{DateTime, Utc};
 
 use super::report::{Outcome, Statuses, Summary, WatcherStatus};
 use crate::config::Watcher;
-use crate::store::{Delivery, HistoryEntry, Store, StoreError};
+use crate::store::{
+    DeadLetter, Delivery, EndpointFailure, HistoryEntry, Queued, Store, StoreError,
+};
+
+/// Deliveries a page lists, of the outbox and of the dead letters each; the counts are of all.
+pub(crate) const FATES: usize = 1_000;
 
 /// Which watchers the overview lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +92,16 @@ pub(crate) enum Fate {
     },
 }
 
+impl From<DeadLetter> for Fate {
+    fn from(letter: DeadLetter) -> Fate {
+        Fate::Dead {
+            delivery: letter.delivery,
+            died_at: letter.died_at,
+            reason: letter.reason,
+        }
+    }
+}
+
 impl Fate {
     pub(crate) fn delivery(&self) -> &Delivery {
         match self {
@@ -106,9 +121,11 @@ pub(crate) struct WatcherView {
     pub(crate) history: Vec<HistoryEntry>,
     /// How many entries the store holds in all.
     pub(crate) history_total: usize,
-    /// Every delivery of this watcher's events still in the outbox or dead; an event of
-    /// the history with none here was delivered.
+    /// The deliveries of this watcher's events still in the outbox or dead, up to [`FATES`]
+    /// of each; an event of the history with none here was delivered (or is past that).
     pub(crate) fates: Vec<Fate>,
+    /// How many there are in all.
+    pub(crate) fates_total: usize,
 }
 
 impl WatcherView {
@@ -142,29 +159,46 @@ impl Statuses<'_> {
         if status.is_none() && history_total == 0 {
             return Ok(None);
         }
-        let mut fates: Vec<Fate> = store
-            .pending()?
-            .into_iter()
-            .filter(|d| d.watcher == name)
-            .map(Fate::Pending)
-            .collect();
-        fates.extend(
-            store
-                .dead()?
-                .into_iter()
-                .filter(|l| l.delivery.watcher == name)
-                .map(|l| Fate::Dead {
-                    delivery: l.delivery,
-                    died_at: l.died_at,
-                    reason: l.reason,
-                }),
-        );
+        let of_this = |queued: &Queued| queued.watcher == name;
+        let pending = store.pending_where(FATES, of_this)?;
+        let dead = store.dead_where(FATES, of_this)?;
+        let fates_total = pending.total + dead.total;
+        let mut fates: Vec<Fate> = pending.shown.into_iter().map(Fate::Pending).collect();
+        fates.extend(dead.shown.into_iter().map(Fate::from));
         Ok(Some(WatcherView {
             name: name.to_owned(),
             status,
             history: store.history(name, history_limit)?,
             history_total,
             fates,
+            fates_total,
         }))
+    }
+}
+
+/// The outbox and the dead letters, up to [`FATES`] of each, for the deliveries page.
+#[derive(Debug)]
+pub(crate) struct DeliveriesPage {
+    pub(crate) pending: Vec<Fate>,
+    pub(crate) pending_total: usize,
+    pub(crate) dead: Vec<Fate>,
+    pub(crate) dead_total: usize,
+    /// Endpoints that answered 410 Gone, by webhook name.
+    pub(crate) failing: Vec<(String, EndpointFailure)>,
+    pub(crate) quarantined: usize,
+}
+
+impl DeliveriesPage {
+    pub(crate) fn read(store: &Store) -> Result<Self, StoreError> {
+        let pending = store.pending_where(FATES, |_| true)?;
+        let dead = store.dead_where(FATES, |_| true)?;
+        Ok(DeliveriesPage {
+            pending: pending.shown.into_iter().map(Fate::Pending).collect(),
+            pending_total: pending.total,
+            dead: dead.shown.into_iter().map(Fate::from).collect(),
+            dead_total: dead.total,
+            failing: store.endpoint_failures()?,
+            quarantined: store.quarantined(),
+        })
     }
 }

@@ -170,7 +170,7 @@ fn sparkline(series: &super::Series) -> String {
     let bars: String = points
         .iter()
         .map(|p| {
-            let at = if high > low {
+            let at = if high > low && (high - low).is_finite() {
                 ((p.value - low) / (high - low) * 7.0).round() as usize
             } else {
                 3

@@ -196,18 +196,21 @@ impl<'a> Statuses<'a> {
         running_since: Option<DateTime<Utc>>,
     ) -> Result<Self, StoreError> {
         let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-        let outbox = store.pending()?;
-        for delivery in &outbox {
-            *pending.entry(delivery.watcher.clone()).or_default() += 1;
-        }
+        let (mut pending_total, mut oldest_pending) = (0, None::<DateTime<Utc>>);
+        store.each_queued(|queued| {
+            *pending.entry(queued.watcher).or_default() += 1;
+            pending_total += 1;
+            oldest_pending =
+                Some(oldest_pending.map_or(queued.created_at, |o| o.min(queued.created_at)));
+        })?;
         Ok(Statuses {
             store,
             watchers,
             now,
             running_since,
             pending,
-            pending_total: outbox.len(),
-            oldest_pending: outbox.iter().map(|d| d.created_at).min(),
+            pending_total,
+            oldest_pending,
         })
     }
 

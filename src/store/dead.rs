@@ -41,6 +41,15 @@ impl Store {
         self.with(Database::dead)
     }
 
+    /// The first `limit` dead letters `admit` takes, and how many it takes in all.
+    pub(crate) fn dead_where(
+        &self,
+        limit: usize,
+        admit: impl Fn(&super::Queued) -> bool,
+    ) -> Result<super::Listed<DeadLetter>, StoreError> {
+        self.with(|d| super::outbox::scan(&d.dead, limit, admit))
+    }
+
     pub(crate) fn dead_count(&self) -> usize {
         self.database().map_or(0, |d| d.dead.len())
     }

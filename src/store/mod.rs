@@ -24,8 +24,8 @@ use tracing::{error, info};
 
 pub(crate) use dead::{DeadLetter, EndpointFailure};
 pub(crate) use health::Health;
-pub(crate) use outbox::OutboxKey;
 pub use outbox::{AttemptRecord, Delivery};
+pub(crate) use outbox::{Listed, OutboxKey, Queued};
 use outbox::{due_bytes, name_prefix, outbox_event_id};
 pub(crate) use state::Rewrite;
 pub use state::{HistoryEntry, WatcherState};

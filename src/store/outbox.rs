@@ -30,6 +30,47 @@ impl Delivery {
     }
 }
 
+/// Whom a queued delivery (or a dead letter) is for and when it was queued, read without its
+/// payload and attempts: the dashboard asks this of every entry of an outbox that may hold
+/// 100,000 while an endpoint is down.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Queued {
+    pub(crate) watcher: String,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+/// Entries that a test admits, decoded whole up to a limit, and how many it admits in all.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Listed<T> {
+    pub(crate) shown: Vec<T>,
+    pub(crate) total: usize,
+}
+
+/// Scan `tree`: every entry is read as [`Queued`], and the first `limit` that `admit` takes
+/// are decoded whole.
+pub(super) fn scan<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    limit: usize,
+    admit: impl Fn(&Queued) -> bool,
+) -> Result<Listed<T>, StoreError> {
+    let mut found = Listed {
+        shown: Vec::new(),
+        total: 0,
+    };
+    for value in tree.iter().values() {
+        let value = value?;
+        let queued: Queued = serde_json::from_slice(&value)?;
+        if !admit(&queued) {
+            continue;
+        }
+        if found.shown.len() < limit {
+            found.shown.push(serde_json::from_slice(&value)?);
+        }
+        found.total += 1;
+    }
+    Ok(found)
+}
+
 /// What one attempt got back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -129,6 +170,25 @@ impl Store {
     /// Every queued delivery, grouped by webhook and oldest first within each.
     pub fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
         self.with(Database::pending)
+    }
+
+    /// Each queued delivery's watcher and time, without its payload.
+    pub(crate) fn each_queued(&self, mut each: impl FnMut(Queued)) -> Result<(), StoreError> {
+        self.with(|d| {
+            for value in d.outbox.iter().values() {
+                each(serde_json::from_slice(&value?)?);
+            }
+            Ok(())
+        })
+    }
+
+    /// The first `limit` queued deliveries `admit` takes, and how many it takes in all.
+    pub(crate) fn pending_where(
+        &self,
+        limit: usize,
+        admit: impl Fn(&Queued) -> bool,
+    ) -> Result<Listed<Delivery>, StoreError> {
+        self.with(|d| scan(&d.outbox, limit, admit))
     }
 
     /// Queued deliveries; 0 while the store is failing (what it holds is unknown then).

@@ -97,12 +97,13 @@ fn ticks(low: f64, high: f64, wanted: usize) -> (Vec<f64>, usize) {
         .map(|m| m * magnitude)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * magnitude);
-    let decimals = (0..6)
+    // As many decimals as the step has: 0.5 needs one, 0.25 two, 0.000001 six.
+    let decimals = (0..=12)
         .find(|d| {
             let scaled = step * 10f64.powi(*d as i32);
-            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+            scaled.abs() >= 0.5 && (scaled - scaled.round()).abs() < 1e-6 * scaled.abs()
         })
-        .unwrap_or(6);
+        .unwrap_or(12);
     // Counted, not stepped: near 1e17 a small step added to a tick leaves it where it was.
     let first = (low / step).ceil();
     let out = (0..=wanted * 2 + 2)
@@ -111,6 +112,15 @@ fn ticks(low: f64, high: f64, wanted: usize) -> (Vec<f64>, usize) {
         .filter(|tick| tick.is_finite())
         .collect();
     (out, decimals)
+}
+
+/// A tick's value with `decimals` places, or in scientific notation past what a margin holds.
+fn tick_text(value: f64, decimals: usize) -> String {
+    if value.abs() >= 1e15 {
+        format!("{value:.3e}")
+    } else {
+        format!("{value:.decimals$}")
+    }
 }
 
 /// "USD 19.99" or "19.99".
@@ -134,12 +144,30 @@ fn time_format(span: TimeDelta) -> &'static str {
     }
 }
 
+/// Why a series has no chart.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NoChart {
+    /// No point falls in the range or before it.
+    Empty,
+    /// Values near f64's limits: no scale fits them on one axis.
+    Unscalable,
+}
+
+impl NoChart {
+    pub(super) fn says(&self) -> &'static str {
+        match self {
+            NoChart::Empty => "no values in this range",
+            NoChart::Unscalable => "its values are too far apart to draw on one axis",
+        }
+    }
+}
+
 /// The chart of `series` over `range` up to `now`, as an `<svg>` element with a note of what
-/// it left out; None when no point falls in the range or before it.
-pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<String> {
+/// it left out.
+pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Result<String, NoChart> {
     let (start, points, carried) = in_view(&series.points, range, now);
     if points.is_empty() {
-        return None;
+        return Err(NoChart::Empty);
     }
     let end = now.max(points.last().map_or(now, |p| p.at));
     // A history of seconds is drawn over a minute that ends now, not one that runs on past it.
@@ -159,8 +187,7 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
         high += pad;
     }
     if !(high - low).is_finite() {
-        // Values near f64's limits: no scale fits them on one axis.
-        return None;
+        return Err(NoChart::Unscalable);
     }
     let x = |at: DateTime<Utc>| {
         LEFT + (at - start).num_milliseconds() as f64 / span.num_milliseconds() as f64
@@ -189,7 +216,7 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
         .map(|p| p.text.split_once('.').map_or(0, |(_, f)| f.len()))
         .max()
         .unwrap_or(0);
-    let decimals = decimals.max(recorded.min(6));
+    let decimals = decimals.max(recorded.min(12));
     for v in values {
         let at = y(v);
         let _ = write!(
@@ -198,7 +225,7 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
             x2 = WIDTH - RIGHT,
             lx = LEFT - 8.0,
             ty = at + 4.0,
-            text = esc(&label(&format!("{v:.decimals$}"), currency)),
+            text = esc(&label(&tick_text(v, decimals), currency)),
         );
     }
     let format = time_format(span);
@@ -247,7 +274,7 @@ pub(super) fn svg(series: &Series, range: Range, now: DateTime<Utc>) -> Option<S
             changes.len()
         );
     }
-    Some(out)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -317,6 +344,10 @@ mod tests {
         assert!(values.len() >= 3);
         let (values, decimals) = ticks(0.0, 9.0, 4);
         assert_eq!((values[1], decimals), (2.5, 1));
+        let (values, decimals) = ticks(0.00001229, 0.0000124, 5);
+        let texts: Vec<String> = values.iter().map(|v| tick_text(*v, decimals)).collect();
+        assert!(texts.windows(2).all(|w| w[0] != w[1]), "{texts:?}");
+        assert_eq!(tick_text(2e300, 0), "2.000e300");
         for (low, high) in [(1e17, 1e17 + 30.0), (-1e308, 1e308), (0.0, f64::MAX)] {
             assert!(ticks(low, high, 5).0.len() <= 12, "{low}..{high}");
         }
@@ -325,6 +356,9 @@ mod tests {
             entry("2026-12-02T00:00:00Z", json!({"n": 1e308})),
         ];
         let now = "2026-12-04T00:00:00Z".parse().unwrap();
-        assert_eq!(svg(&series(&extreme).0[0], Range::All, now), None);
+        assert_eq!(
+            svg(&series(&extreme).0[0], Range::All, now),
+            Err(NoChart::Unscalable)
+        );
     }
 }

@@ -6,10 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::html::{Section, TITLE_CHARS, clip, count, esc, page, time};
-use crate::ops::{Deliveries, Fate};
-
-/// Rows of each table; the counts above them are of all.
-const ROWS: usize = 1_000;
+use crate::ops::{DeliveriesPage, Fate};
 
 /// How to run `pagehook replay` against this daemon's config, from a shell on its host.
 #[derive(Debug, Clone, Default)]
@@ -98,9 +95,15 @@ fn attempts(n: u32) -> String {
 }
 
 /// Undone deliveries as a table, each with its last error and the command to send it now.
-pub(super) fn table(out: &mut String, fates: &[&Fate], replay: &Replay, now: DateTime<Utc>) {
+pub(super) fn table(
+    out: &mut String,
+    fates: &[Fate],
+    total: usize,
+    replay: &Replay,
+    now: DateTime<Utc>,
+) {
     out.push_str(r#"<table class="deliveries"><thead><tr><th>Event</th><th>Watcher</th><th>Webhook</th><th>Queued</th><th class="num">Attempts</th><th>State</th><th>Last error</th><th>Send it again</th></tr></thead><tbody>"#);
-    for fate in fates.iter().take(ROWS) {
+    for fate in fates {
         let d = fate.delivery();
         let _ = write!(
             out,
@@ -137,60 +140,51 @@ pub(super) fn table(out: &mut String, fates: &[&Fate], replay: &Replay, now: Dat
         out.push_str("</td></tr>");
     }
     out.push_str("</tbody></table>");
-    if fates.len() > ROWS {
+    if total > fates.len() {
         let _ = write!(
             out,
             r#"<p class="note">The first {} of {} are listed; <code>pagehook deliveries</code> lists all.</p>"#,
-            count(ROWS),
-            count(fates.len())
+            count(fates.len()),
+            count(total)
         );
     }
 }
 
-pub(super) fn render(report: Deliveries, replay: &Replay, now: DateTime<Utc>) -> String {
-    let pending: Vec<Fate> = report.pending.into_iter().map(Fate::Pending).collect();
-    let dead: Vec<Fate> = report
-        .dead
-        .into_iter()
-        .map(|l| Fate::Dead {
-            delivery: l.delivery,
-            died_at: l.died_at,
-            reason: l.reason,
-        })
-        .collect();
-    let mut out = String::with_capacity(4096 + (pending.len() + dead.len()).min(2 * ROWS) * 800);
+pub(super) fn render(report: &DeliveriesPage, replay: &Replay, now: DateTime<Utc>) -> String {
+    let rows = report.pending.len() + report.dead.len();
+    let mut out = String::with_capacity(4096 + rows * 800);
     out.push_str("<h1>Deliveries</h1>");
     let _ = write!(
         out,
         r#"<h2 id="pending">In the outbox <span class="count">{}</span></h2>"#,
-        count(pending.len())
+        count(report.pending_total)
     );
-    if pending.is_empty() {
+    if report.pending.is_empty() {
         out.push_str(
             r#"<p class="empty">Nothing waits: every event has reached its webhooks.</p>"#,
         );
     } else {
-        table(&mut out, &pending.iter().collect::<Vec<_>>(), replay, now);
+        table(&mut out, &report.pending, report.pending_total, replay, now);
     }
     let _ = write!(
         out,
         r#"<h2 id="dead">Dead letters <span class="count">{}</span></h2>"#,
-        count(dead.len())
+        count(report.dead_total)
     );
-    if dead.is_empty() {
+    if report.dead.is_empty() {
         out.push_str(r#"<p class="empty">No dead letters.</p>"#);
     } else {
         out.push_str(r#"<p>These will not be tried again until replayed. All of them at once: "#);
         command(&mut out, &replay.dead());
         out.push_str("</p>");
-        table(&mut out, &dead.iter().collect::<Vec<_>>(), replay, now);
+        table(&mut out, &report.dead, report.dead_total, replay, now);
     }
     if !report.failing.is_empty() {
         out.push_str(r#"<h2>Endpoints that answered 410 Gone</h2><ul class="gone">"#);
         for (webhook, failure) in &report.failing {
             let _ = write!(out, "<li><b>{}</b> since ", esc(webhook));
             time(&mut out, Some(failure.since), now);
-            let _ = write!(out, ": {}</li>", esc(&failure.reason));
+            let _ = write!(out, ": {}</li>", esc(&clip(&failure.reason, TITLE_CHARS)));
         }
         out.push_str("</ul>");
     }

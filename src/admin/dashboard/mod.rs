@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 pub use deliveries::Replay;
 
 use super::AdminState;
-use crate::ops::{Deliveries, Statuses};
+use crate::ops::{DeliveriesPage, Statuses};
 use crate::store::StoreError;
 
 const CSS: &str = include_str!("dashboard.css");
@@ -161,10 +161,10 @@ async fn watcher_page(
 
 async fn deliveries_page(State(state): State<AdminState>) -> Response {
     blocking(state, move |state, now| {
-        let report = Deliveries::read(&state.store)?;
+        let report = DeliveriesPage::read(&state.store)?;
         Ok(html(
             StatusCode::OK,
-            deliveries::render(report, &state.replay, now),
+            deliveries::render(&report, &state.replay, now),
         ))
     })
     .await
@@ -182,7 +182,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        HeaderValue::from_static("private, max-age=3600"),
     );
     secure(headers);
     response

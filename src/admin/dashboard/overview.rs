@@ -30,7 +30,8 @@ impl Query {
             match &*key {
                 "q" => parsed.filter.text = value.trim().to_owned(),
                 "outcome" => parsed.filter.outcome = Outcome::parse(&value),
-                "page" => parsed.page = value.parse().unwrap_or(1).max(1),
+                // Far past any last page, and far from overflowing an offset.
+                "page" => parsed.page = value.parse().unwrap_or(1).clamp(1, 1 << 32),
                 _ => {}
             }
         }
@@ -175,8 +176,8 @@ fn row(out: &mut String, w: &WatcherStatus, now: DateTime<Utc>) {
 }
 
 fn pager(out: &mut String, query: &Query, overview: &Overview) {
-    let first = overview.offset + 1;
-    let last = overview.offset + overview.rows.len();
+    let first = overview.offset.saturating_add(1);
+    let last = overview.offset.saturating_add(overview.rows.len());
     let pages = overview.matched.div_ceil(PER_PAGE).max(1);
     out.push_str(r#"<nav class="pager" aria-label="Pages">"#);
     if overview.rows.is_empty() {
@@ -226,7 +227,11 @@ pub(super) fn render(overview: &Overview, query: &Query, now: DateTime<Utc>) -> 
     }
     out.push_str("</tbody></table>");
     if overview.rows.is_empty() {
-        out.push_str(r#"<p class="empty">No watcher matches this filter.</p>"#);
+        out.push_str(if overview.matched == 0 {
+            r#"<p class="empty">No watcher matches this filter.</p>"#
+        } else {
+            r#"<p class="empty">This page is past the last one.</p>"#
+        });
     }
     pager(&mut out, query, overview);
     page("Watchers", Section::Watchers, now, &out)
@@ -246,6 +251,8 @@ mod tests {
         assert_eq!(q.link(4), "/?page=4&q=Acme+W%C3%A9&outcome=blocked");
         let bad = Query::parse(Some("page=0&outcome=nonsense"));
         assert_eq!((bad.page, bad.filter.outcome), (1, None));
+        let far = Query::parse(Some("page=184467440737095518"));
+        assert!(far.offset() > 1 << 32, "past any page, without overflow");
         assert_eq!(Query::parse(None).page, 1);
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::chart::{self, Range};
 use super::deliveries::{Replay, fate_cells};
-use super::html::{Section, count, esc, page, time, values_list};
+use super::html::{Section, TITLE_CHARS, clip, count, esc, page, time, values_list};
 use crate::ops::{Outcome, WatcherView};
 
 /// Entries read for the charts and the table; a longer history is read no further, and the
@@ -59,7 +59,7 @@ fn status(out: &mut String, view: &WatcherView, now: DateTime<Utc>) {
             out,
             r#"<p class="error"><span class="reason">{}</span> {}</p>"#,
             esc(&reason),
-            esc(w.last_error.as_deref().unwrap_or(""))
+            esc(&clip(w.last_error.as_deref().unwrap_or(""), TITLE_CHARS))
         );
     }
     if let Some(values) = &w.values {
@@ -104,8 +104,10 @@ fn charts(out: &mut String, view: &WatcherView, range: Range, now: DateTime<Utc>
             esc(&heading)
         );
         match chart::svg(series, range, now) {
-            Some(svg) => out.push_str(&svg),
-            None => out.push_str(r#"<p class="muted">no values in this range</p>"#),
+            Ok(svg) => out.push_str(&svg),
+            Err(why) => {
+                let _ = write!(out, r#"<p class="muted">{}</p>"#, why.says());
+            }
         }
         out.push_str("</figure>");
     }
@@ -214,10 +216,9 @@ pub(super) fn render(
     status(&mut out, view, now);
     charts(&mut out, view, range, now);
     changes(&mut out, view, replay, now);
-    let undone: Vec<_> = view.fates.iter().collect();
-    if !undone.is_empty() {
+    if !view.fates.is_empty() {
         out.push_str(r#"<h2>Deliveries not done</h2>"#);
-        super::deliveries::table(&mut out, &undone, replay, now);
+        super::deliveries::table(&mut out, &view.fates, view.fates_total, replay, now);
     }
     page(&view.name, Section::Watchers, now, &out)
 }
@@ -252,6 +253,7 @@ mod tests {
             history,
             history_total: total,
             fates: Vec::new(),
+            fates_total: 0,
         }
     }
 
