@@ -2,7 +2,7 @@
 //! and what became of its events. The counts are the [`Summary`] that `status --json` reports,
 //! from the same code.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -12,8 +12,13 @@ use crate::store::{
     DeadLetter, Delivery, EndpointFailure, HistoryEntry, Queued, Store, StoreError,
 };
 
-/// Deliveries a page lists, of the outbox and of the dead letters each; the counts are of all.
-pub(crate) const FATES: usize = 1_000;
+/// Deliveries the deliveries page lists, of the outbox and of the dead letters each; the
+/// counts are of all.
+const FATES: usize = 1_000;
+/// Of one watcher's page: the changes listed, with what became of each one's event, and the
+/// deliveries not done listed besides those.
+pub(crate) const CHANGES_LISTED: usize = 200;
+const UNDONE_LISTED: usize = 100;
 
 /// Which watchers the overview lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,8 +126,9 @@ pub(crate) struct WatcherView {
     pub(crate) history: Vec<HistoryEntry>,
     /// How many entries the store holds in all.
     pub(crate) history_total: usize,
-    /// The deliveries of this watcher's events still in the outbox or dead, up to [`FATES`]
-    /// of each; an event of the history with none here was delivered (or is past that).
+    /// The deliveries still in the outbox or dead of the events of the first
+    /// [`CHANGES_LISTED`] entries of the history, and of up to [`UNDONE_LISTED`] more of this
+    /// watcher's events: an event listed with none here was delivered.
     pub(crate) fates: Vec<Fate>,
     /// How many there are in all.
     pub(crate) fates_total: usize,
@@ -159,16 +165,27 @@ impl Statuses<'_> {
         if status.is_none() && history_total == 0 {
             return Ok(None);
         }
+        let history = store.history(name, history_limit)?;
+        // Every event of the changes listed, to say what became of it, and the first of the
+        // rest for the table of deliveries not done.
+        let listed: HashSet<&str> = history
+            .iter()
+            .take(CHANGES_LISTED)
+            .filter_map(|e| e.event_id.as_deref())
+            .collect();
         let of_this = |queued: &Queued| queued.watcher == name;
-        let pending = store.pending_where(FATES, of_this)?;
-        let dead = store.dead_where(FATES, of_this)?;
+        let keep = |queued: &Queued, kept: usize| {
+            kept < UNDONE_LISTED || listed.contains(queued.event_id.as_str())
+        };
+        let pending = store.pending_where(of_this, keep)?;
+        let dead = store.dead_where(of_this, keep)?;
         let fates_total = pending.total + dead.total;
         let mut fates: Vec<Fate> = pending.shown.into_iter().map(Fate::Pending).collect();
         fates.extend(dead.shown.into_iter().map(Fate::from));
         Ok(Some(WatcherView {
             name: name.to_owned(),
             status,
-            history: store.history(name, history_limit)?,
+            history,
             history_total,
             fates,
             fates_total,
@@ -190,8 +207,9 @@ pub(crate) struct DeliveriesPage {
 
 impl DeliveriesPage {
     pub(crate) fn read(store: &Store) -> Result<Self, StoreError> {
-        let pending = store.pending_where(FATES, |_| true)?;
-        let dead = store.dead_where(FATES, |_| true)?;
+        let first = |_: &Queued, kept: usize| kept < FATES;
+        let pending = store.pending_where(|_| true, first)?;
+        let dead = store.dead_where(|_| true, first)?;
         Ok(DeliveriesPage {
             pending: pending.shown.into_iter().map(Fate::Pending).collect(),
             pending_total: pending.total,
@@ -200,5 +218,60 @@ impl DeliveriesPage {
             failing: store.endpoint_failures()?,
             quarantined: store.quarantined(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::NoEnv;
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn every_listed_event_is_told_apart_from_a_delivered_one_however_many_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let events = UNDONE_LISTED + 20;
+        for i in 0..events {
+            let id = format!("evt_{i:04}");
+            let delivery = Delivery {
+                event_id: id.clone(),
+                webhook: "a".into(),
+                watcher: "w".into(),
+                payload: "{}".into(),
+                created_at: now,
+                attempts: 1,
+                next_attempt: now,
+                history: Vec::new(),
+            };
+            let entry = HistoryEntry {
+                checked_at: now + chrono::TimeDelta::minutes(i as i64),
+                kind: "changed".into(),
+                changed: vec!["price".into()],
+                event_id: Some(id),
+                values: Default::default(),
+            };
+            let state = crate::store::WatcherState::default();
+            store
+                .commit_recorded("w", None, &state, &[delivery], Some(&entry), 1000)
+                .await
+                .unwrap();
+        }
+        let text = "[webhooks.a]\nurl = \"https://a.example\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n[[watchers]]\nname = \"w\"\nurl = \"https://s.example/w\"\nwebhook = \"a\"\nfields.t = { css = \"h1\" }\n";
+        let watchers = crate::config::parse(text, Path::new("w.toml"), &NoEnv)
+            .unwrap()
+            .config
+            .watchers;
+        let statuses = Statuses::read(&store, &watchers, now, None).unwrap();
+        let view = statuses.watcher("w", 2_000).unwrap().unwrap();
+        assert_eq!(view.fates_total, events);
+        let undone = view.fates_by_event();
+        for entry in &view.history {
+            let id = entry.event_id.as_deref().unwrap();
+            assert!(undone.contains_key(id), "{id} is pending, not delivered");
+        }
+        assert_eq!(view.status.unwrap().pending_deliveries, events);
+        assert!(statuses.watcher("nobody", 10).unwrap().is_none());
     }
 }

@@ -20,7 +20,7 @@ use crate::deliver::{Deliverer, Tally};
 use crate::fetch::Fetcher;
 use crate::store::{Store, StoreError};
 
-pub(crate) use board::{DeliveriesPage, Fate, Filter, Overview, WatcherView};
+pub(crate) use board::{CHANGES_LISTED, DeliveriesPage, Fate, Filter, Overview, WatcherView};
 pub use render::{DeliveriesView, Show};
 pub(crate) use render::{render_deliveries, render_history, render_once};
 pub(crate) use render::{render_import, render_replayed, render_status};

@@ -41,13 +41,13 @@ impl Store {
         self.with(Database::dead)
     }
 
-    /// The first `limit` dead letters `admit` takes, and how many it takes in all.
+    /// The dead letters `admit` takes, counted, and those `keep` takes (see `outbox::scan`).
     pub(crate) fn dead_where(
         &self,
-        limit: usize,
         admit: impl Fn(&super::Queued) -> bool,
+        keep: impl Fn(&super::Queued, usize) -> bool,
     ) -> Result<super::Listed<DeadLetter>, StoreError> {
-        self.with(|d| super::outbox::scan(&d.dead, limit, admit))
+        self.with(|d| super::outbox::scan(&d.dead, admit, keep))
     }
 
     pub(crate) fn dead_count(&self) -> usize {

@@ -35,6 +35,7 @@ impl Delivery {
 /// 100,000 while an endpoint is down.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Queued {
+    pub(crate) event_id: String,
     pub(crate) watcher: String,
     pub(crate) created_at: DateTime<Utc>,
 }
@@ -46,12 +47,12 @@ pub(crate) struct Listed<T> {
     pub(crate) total: usize,
 }
 
-/// Scan `tree`: every entry is read as [`Queued`], and the first `limit` that `admit` takes
-/// are decoded whole.
-pub(super) fn scan<T: serde::de::DeserializeOwned>(
+/// Scan `tree`: every entry is read as [`Queued`]; those `admit` takes are counted, and those
+/// of them that `keep` takes, told how many are kept so far, are decoded whole.
+pub(crate) fn scan<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
-    limit: usize,
     admit: impl Fn(&Queued) -> bool,
+    keep: impl Fn(&Queued, usize) -> bool,
 ) -> Result<Listed<T>, StoreError> {
     let mut found = Listed {
         shown: Vec::new(),
@@ -63,7 +64,7 @@ pub(super) fn scan<T: serde::de::DeserializeOwned>(
         if !admit(&queued) {
             continue;
         }
-        if found.shown.len() < limit {
+        if keep(&queued, found.shown.len()) {
             found.shown.push(serde_json::from_slice(&value)?);
         }
         found.total += 1;
@@ -182,13 +183,13 @@ impl Store {
         })
     }
 
-    /// The first `limit` queued deliveries `admit` takes, and how many it takes in all.
+    /// The queued deliveries `admit` takes, counted, and those `keep` takes (see [`scan`]).
     pub(crate) fn pending_where(
         &self,
-        limit: usize,
         admit: impl Fn(&Queued) -> bool,
+        keep: impl Fn(&Queued, usize) -> bool,
     ) -> Result<Listed<Delivery>, StoreError> {
-        self.with(|d| scan(&d.outbox, limit, admit))
+        self.with(|d| scan(&d.outbox, admit, keep))
     }
 
     /// Queued deliveries; 0 while the store is failing (what it holds is unknown then).

@@ -14,7 +14,7 @@ use crate::ops::{Outcome, WatcherView};
 /// page says how much it left out.
 pub(super) const HISTORY_READ: usize = 2_000;
 /// Rows of the table of changes.
-const TABLE_ROWS: usize = 200;
+const TABLE_ROWS: usize = crate::ops::CHANGES_LISTED;
 
 pub(super) fn parse_range(query: Option<&str>) -> Range {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
