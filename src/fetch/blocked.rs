@@ -234,13 +234,29 @@ const MARKERS: &[Marker] = &[
     ),
 ];
 
+/// Short strings of which every challenge marker's body text holds one (a test keeps it so).
+/// Most answers are ordinary pages that hold none of them, and a pass for each of these few
+/// then spares the search for every marker's text. Not plain "captcha" or "cpt-": many shops'
+/// pages carry a reCAPTCHA or a `script-` name, and each then pays for the full search.
+const CHALLENGE_HINTS: &[&str] = &[
+    "_chl_",
+    "challenge",
+    "if-cpt",
+    "captcha-d",
+    "px-c",
+    "Incapsula",
+];
+
 /// The bot wall this response is, if any.
 pub(crate) fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Option<Wall> {
     let refused = matches!(status.as_u16(), 403 | 429 | 503);
     let small = body.len() <= MAX_CHALLENGE_PAGE;
     let title = small.then(|| title(body)).flatten();
     let scanned = small || refused;
-    let body = |text: &'static str| scanned && holds(body, text);
+    // A refusal is searched for vendor markers too, which the hints do not cover.
+    let hinted = scanned && (refused || CHALLENGE_HINTS.iter().any(|hint| holds(body, hint)));
+    let in_body = |text: &'static str| scanned && holds(body, text);
+    let in_hinted_body = |text: &'static str| hinted && holds(body, text);
     MARKERS
         .iter()
         .filter(|marker| marker.kind == Challenge || refused)
@@ -250,11 +266,12 @@ pub(crate) fn detect(status: StatusCode, headers: &HeaderMap, body: &str) -> Opt
                     .is_ok_and(|v| v.to_ascii_lowercase().contains(value))
             }),
             // A refusal is judged whatever its size; an ordinary answer only when small.
-            Body(text) => body(text),
-            BodyBoth(a, b) => body(a) && body(b),
-            Title(text, also) => {
-                title.is_some_and(|t| t.eq_ignore_ascii_case(text))
-                    && (also.is_empty() || also.iter().any(|a| body(a)))
+            Body(text) => in_hinted_body(text),
+            BodyBoth(a, b) => in_hinted_body(a) && in_hinted_body(b),
+            // Looked for only once the title matched, so not worth a hint.
+            Title(title_text, also) => {
+                title.is_some_and(|t| t.eq_ignore_ascii_case(title_text))
+                    && (also.is_empty() || also.iter().any(|a| in_body(a)))
             }
         })
         .map(|marker| Wall {
@@ -279,12 +296,15 @@ pub(crate) fn screen(
     Ok(())
 }
 
-/// Whether `body` holds `text`, one of the markers' strings, with a searcher built once for
-/// each: most answers are product pages of a hundred kilobytes or more, searched for every
-/// marker.
+/// Whether `body` holds `text`, one of the markers' strings or hints, with a searcher built
+/// once for each: most answers are product pages of a hundred kilobytes or more, searched for
+/// every hint.
 fn holds(body: &str, text: &'static str) -> bool {
     static FINDERS: LazyLock<Vec<(&'static str, memmem::Finder<'static>)>> = LazyLock::new(|| {
-        let mut finders: Vec<(&'static str, memmem::Finder<'static>)> = Vec::new();
+        let mut finders: Vec<(&'static str, memmem::Finder<'static>)> = CHALLENGE_HINTS
+            .iter()
+            .map(|&hint| (hint, memmem::Finder::new(hint)))
+            .collect();
         for marker in MARKERS {
             let texts: &[&'static str] = match &marker.place {
                 Header(..) => &[],
@@ -314,12 +334,18 @@ fn title(body: &str) -> Option<&str> {
     Some(body[open_end..open_end + close].trim())
 }
 
+/// Where `needle` first occurs in any ASCII case. Only the places that start with its first
+/// byte are compared, found with memchr: the title of a product page can follow a hundred
+/// kilobytes of inline style and script.
 fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
-    let needle = needle.as_bytes();
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|window| window.eq_ignore_ascii_case(needle))
+    let (&first, rest) = needle.as_bytes().split_first()?;
+    let haystack = haystack.as_bytes();
+    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lower, upper, haystack).find(|&at| {
+        haystack[at + 1..]
+            .get(..rest.len())
+            .is_some_and(|after| after.eq_ignore_ascii_case(rest))
+    })
 }
 
 #[cfg(test)]
@@ -450,6 +476,21 @@ mod tests {
         }
     }
 
+    /// The hints spare the marker search only if no challenge marker can match without one.
+    #[test]
+    fn every_challenge_body_marker_holds_a_hint() {
+        let hinted = |text: &str| CHALLENGE_HINTS.iter().any(|hint| text.contains(hint));
+        for marker in MARKERS.iter().filter(|marker| marker.kind == Challenge) {
+            let covered = match marker.place {
+                Header(..) | Title(..) => true,
+                Body(text) => hinted(text),
+                // Both must be present, so a hint in either will do.
+                BodyBoth(a, b) => hinted(a) || hinted(b),
+            };
+            assert!(covered, "{} holds none of the hints", marker.shown);
+        }
+    }
+
     #[test]
     fn challenge_headers_alone_are_walls() {
         let cases = [
@@ -540,6 +581,8 @@ mod tests {
             Some("Just a moment...")
         );
         assert_eq!(title("<p>no title</p>"), None);
+        assert_eq!(title("<t<tit <TiTlE>Widget</tItLe>"), Some("Widget"));
+        assert_eq!(title("<p>cut off <titl"), None);
     }
 
     /// The real product pages in `../shared/product-pages`: none is a wall, as served and with
