@@ -28,17 +28,12 @@ pub(crate) struct Filter {
     pub(crate) outcome: Option<Outcome>,
 }
 
-impl Filter {
-    /// Whether the text is part of the watcher's name or URL (as shown: credentials
-    /// redacted).
-    fn admits_text(&self, watcher: &Watcher) -> bool {
-        if self.text.is_empty() {
-            return true;
-        }
-        let needle = self.text.to_lowercase();
-        watcher.name.to_lowercase().contains(&needle)
-            || watcher.url.to_string().to_lowercase().contains(&needle)
-    }
+/// Whether `needle` (lowercase) is part of the watcher's name or URL, in any case (the URL
+/// as shown: credentials redacted).
+fn names(watcher: &Watcher, needle: &str) -> bool {
+    needle.is_empty()
+        || watcher.name.to_lowercase().contains(needle)
+        || watcher.url.to_string().to_lowercase().contains(needle)
 }
 
 /// One page of the watchers a filter admits, and the counts over all of them.
@@ -61,14 +56,15 @@ impl Statuses<'_> {
         offset: usize,
         limit: usize,
     ) -> Result<Overview, StoreError> {
+        let needle = filter.text.to_lowercase();
         let mut summary = self.outbox_summary();
         let mut matched = 0;
         let mut rows = Vec::with_capacity(limit.min(self.watchers.len()));
         for watcher in self.watchers {
             let (outcome, overdue) = self.outline(watcher)?;
             summary.add(outcome, overdue);
-            let admitted = filter.outcome.is_none_or(|wanted| wanted == outcome)
-                && filter.admits_text(watcher);
+            let admitted =
+                filter.outcome.is_none_or(|wanted| wanted == outcome) && names(watcher, &needle);
             if !admitted {
                 continue;
             }
