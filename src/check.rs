@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::config::Watcher;
 use crate::event;
 use crate::extract::{ExtractError, Extraction, Field, FieldKind, Source, extract_hinted};
@@ -131,7 +132,8 @@ pub async fn check_all(watchers: &[Arc<Watcher>], fetcher: &Fetcher, store: &Sto
             lanes.spawn(async move {
                 let mut checks = Checks::default();
                 while let Some((due, watcher)) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    checks.count(&check(watcher, &fetcher, &store, *due).await);
+                    let system = Clock::System;
+                    checks.count(&check(watcher, &fetcher, &store, *due, &system).await);
                 }
                 checks
             });
@@ -375,15 +377,17 @@ fn deliveries_for(
 /// Check a watcher that fell due at `due` and commit what it found: read the state, fetch,
 /// extract, [`step`], then one commit of the new state, its events (one delivery per target
 /// webhook) and its history entry. A failed check changes no values. The watcher's `timeout`
-/// bounds the fetch (waiting for a slot included) and the parse together.
+/// bounds the fetch (waiting for a slot included) and the parse together. The check is
+/// recorded at `clock`'s time: the daemon's, which its scheduler and delivery lanes read too.
 pub async fn check(
     watcher: &Arc<Watcher>,
     fetcher: &Fetcher,
     store: &Store,
     due: DateTime<Utc>,
+    clock: &Clock,
 ) -> Outcome {
     let started = Instant::now();
-    let outcome = check_and_commit(watcher, fetcher, store, due)
+    let outcome = check_and_commit(watcher, fetcher, store, due, clock)
         .await
         .unwrap_or_else(Outcome::Failed);
     // A failed check counts under its reason, so a dashboard tells a bot wall from a timeout.
@@ -405,6 +409,7 @@ async fn check_and_commit(
     fetcher: &Fetcher,
     store: &Store,
     due: DateTime<Utc>,
+    clock: &Clock,
 ) -> Result<Outcome, CheckError> {
     let state = store.watcher_state(&watcher.name)?;
     // The commit lands only on the state read here: an import (or a `once`) that committed
@@ -415,7 +420,7 @@ async fn check_and_commit(
         Ok(observed) => observed,
         Err(err) => (state, Observed::Failed(err)),
     };
-    let now = Utc::now();
+    let now = clock.now();
     let stepped = step(before, observed, watcher, now);
     let mut deliveries = Vec::new();
     for event in &stepped.events {

@@ -254,15 +254,16 @@ impl Scheduler {
         watcher: Arc<Watcher>,
         due: DateTime<Utc>,
     ) -> impl Future<Output = (String, bool)> + Send + 'static {
-        let (fetcher, store, deliverer) = (
+        let (fetcher, store, deliverer, clock) = (
             self.fetcher.clone(),
             self.store.clone(),
             self.deliverer.clone(),
+            self.clock.clone(),
         );
         async move {
             // Any outcome may have queued an event: a change, `watch.failing` or
             // `watch.recovered`. A wake with nothing due costs one empty range scan.
-            let outcome = check(&watcher, &fetcher, &store, due).await;
+            let outcome = check(&watcher, &fetcher, &store, due, &clock).await;
             deliverer.wake();
             (watcher.name.clone(), !outcome.got_no_slot())
         }

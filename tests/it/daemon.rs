@@ -166,3 +166,44 @@ async fn sigterm_stops_the_daemon_cleanly() {
     let out = pagehook(&setup.config(), &["once"]).await;
     assert_eq!(out.code, 0, "the store is released after SIGTERM: {out:?}");
 }
+
+/// The daemon records its checks at its own clock's time, the one its scheduler and delivery
+/// lanes read: on a clock set back a year, a change is stamped then and delivered at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_are_recorded_and_delivered_on_the_daemons_clock() {
+    let (shop, receiver) = (Shop::start().await, Receiver::start().await);
+    shop.set("/widget", product("Widget", "$10.00", 5));
+    let watcher = widget_watcher(&shop, "w", "/widget", "every 1h") + "jitter = \"0s\"\n";
+    let setup = Setup::new(&receiver, r#"["5s"]"#, &watcher);
+    let start: chrono::DateTime<chrono::Utc> = "2025-12-06T12:00:30Z".parse().unwrap();
+    let clock = ManualClock::new(start);
+    let (stop, daemon) = start_on(&setup, clock.clone().into()).await;
+    // The baseline is committed before the clock moves, so its next slot is 13:00.
+    loop {
+        let status = setup.pagehook(&["status", "--json"]).await;
+        let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap_or_default();
+        if report["watchers"][0]["last_check"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shop.set("/widget", product("Widget", "$7.50", 5));
+    clock.advance(chrono::TimeDelta::hours(1));
+    let delivered = receiver.wait_for(1).await;
+    assert_eq!(
+        delivered[0].json()["data"]["changes"]["price"]["new"],
+        "$7.50"
+    );
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+
+    let history = setup.pagehook(&["history", "w", "--json"]).await;
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let times: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["checked_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(times, ["2025-12-06T13:00:30Z", "2025-12-06T12:00:30Z"]);
+}
