@@ -132,8 +132,7 @@ pub async fn check_all(watchers: &[Arc<Watcher>], fetcher: &Fetcher, store: &Sto
             lanes.spawn(async move {
                 let mut checks = Checks::default();
                 while let Some((due, watcher)) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let system = Clock::System;
-                    checks.count(&check(watcher, &fetcher, &store, *due, &system).await);
+                    checks.count(&check(watcher, &fetcher, &store, *due, &Clock::System).await);
                 }
                 checks
             });

@@ -152,7 +152,7 @@ impl Statuses<'_> {
         name: &str,
         history_limit: usize,
     ) -> Result<Option<WatcherView>, StoreError> {
-        let store: &Store = self.store;
+        let store = self.store;
         let status = match self.watchers.iter().find(|w| w.name == name) {
             Some(watcher) => Some(self.of(watcher)?),
             None => None,
